@@ -1,0 +1,103 @@
+"""What the object a component factory returns must look like, per component kind.
+
+These are structural types (``typing.Protocol``): a plugin needs no base class, only the
+attributes and methods below. The engines in the core call nothing else. Tensors are
+``torch.Tensor`` and arrays ``numpy.ndarray``; torch is imported for type checking only, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task path (single-label classification, multi-label, ...).
+
+    Loss, decoding and metrics live here, not in the engines, so analyze and training use one
+    definition of each.
+    """
+
+    #: Registered name, e.g. ``"classification"``.
+    name: str
+
+    def per_sample_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of every sample, shape ``(N,)``, on the device of ``logits``."""
+        ...
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C)`` to probabilities ``(N, C)`` (softmax or sigmoid)."""
+        ...
+
+    def decode(self, probabilities: np.ndarray) -> np.ndarray:
+        """Probabilities to predictions: class indices ``(N,)`` or a multi-hot ``(N, C)``."""
+        ...
+
+    def compute_metrics(
+        self, probabilities: np.ndarray, targets: np.ndarray, *, num_classes: int
+    ) -> dict[str, float | None]:
+        """Metrics over the whole set (never a mean of per-batch values).
+
+        A metric that cannot be computed (e.g. undefined on the data) is ``None``.
+        """
+        ...
+
+
+@runtime_checkable
+class Augmentation(Protocol):
+    """A batch augmentation: images ``(N, C, H, W)`` in, images of the same shape out."""
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class XaiMethod(Protocol):
+    """A saliency method: one batch of maps in ``[0, 1]`` at input resolution, on the input's
+    device, for the given target class of each image."""
+
+    name: str
+
+    def explain(
+        self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class DataQualityCheck(Protocol):
+    """A data-quality check over a dataset view; returns issue dictionaries (JSON-friendly)."""
+
+    name: str
+
+    def run(self, view: Any, *, config: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]: ...
+
+
+@runtime_checkable
+class FailureDetector(Protocol):
+    """A failure-pattern detector over an evaluation; returns pattern dictionaries."""
+
+    name: str
+
+    def detect(self, evaluation: Any) -> Sequence[Mapping[str, Any]]: ...
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Writes a report document (an analysis or run report) as files under ``output_dir``.
+
+    Returns the paths written. Writes are atomic: a failed export leaves no half-written file.
+    """
+
+    name: str
+
+    def export(
+        self, report: Mapping[str, Any], output_dir: Path, *, artifact_root: Path | None = None
+    ) -> list[Path]: ...
