@@ -11,10 +11,11 @@ Every JSON artifact BNNR writes goes through :func:`dumps` or :func:`write_json`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ def dumps(value: Any, *, indent: int | None = 2, record_non_finite: bool = True)
     """Serialise ``value`` with sorted keys and no NaN/Infinity.
 
     When ``value`` is an object and contains non-finite numbers, the notes are stored under
-    :data:`NON_FINITE_KEY` (unless ``record_non_finite`` is false).
+    :data:`NON_FINITE_KEY` (unless ``record_non_finite`` is false). Non-ASCII text is written
+    as is, except that a lone surrogate (a file name that is not UTF-8) turns on ``\\uXXXX``
+    escapes, so the result always encodes as UTF-8.
     """
     clean, notes = sanitize(value)
     if notes and record_non_finite and isinstance(clean, dict):
@@ -89,7 +92,7 @@ def dumps(value: Any, *, indent: int | None = 2, record_non_finite: bool = True)
         merged.extend(dict(note) for note in notes)
         clean[NON_FINITE_KEY] = merged
     separators = (",", ": ") if indent is not None else (",", ":")
-    return json.dumps(
+    text = json.dumps(
         clean,
         sort_keys=True,
         allow_nan=False,
@@ -97,13 +100,28 @@ def dumps(value: Any, *, indent: int | None = 2, record_non_finite: bool = True)
         indent=indent,
         separators=separators,
     )
+    if _has_lone_surrogate(text):
+        # File names that are not valid UTF-8 reach Python as lone surrogates
+        # (surrogateescape); written raw they make the text unencodable, so escape them.
+        text = json.dumps(
+            clean, sort_keys=True, allow_nan=False, indent=indent, separators=separators
+        )
+    return text
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary sibling, fsync, rename)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = _create_temp_sibling(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -111,13 +129,23 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_directory(target.parent)
     return target
+
+
+def _create_temp_sibling(target: Path) -> tuple[int, str]:
+    # Not tempfile.mkstemp: it creates mode 0600 files, and the rename would then leave every
+    # artifact unreadable to other users. os.open with 0o666 lets the umask decide, as open() does.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp_name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp_name, flags, 0o666), tmp_name
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -138,9 +166,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json(
-    path: str | os.PathLike[str], value: Any, *, indent: int | None = 2
-) -> Path:
+def write_json(path: str | os.PathLike[str], value: Any, *, indent: int | None = 2) -> Path:
     """Write ``value`` as JSON (see :func:`dumps`) to ``path`` atomically."""
     return write_text_atomic(path, dumps(value, indent=indent) + "\n")
 
