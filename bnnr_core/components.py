@@ -23,6 +23,7 @@ COMPONENT_KINDS: tuple[str, ...] = (
     "data_quality_check",
     "failure_detector",
     "exporter",
+    "architecture",
 )
 
 #: Registration hook name for each component kind.

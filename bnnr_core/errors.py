@@ -11,8 +11,6 @@ from __future__ import annotations
 class BnnrError(Exception):
     """A problem the user caused or can fix; the message says what is wrong and what to do."""
 
-    exit_code = 1
-
 
 class PluginLoadError(BnnrError):
     """A plugin failed to load while strict plugin loading was on."""

@@ -52,6 +52,9 @@ class BnnrHooks:
     def register_exporters(self, *, register: RegisterFn, plugin: object) -> None:
         self._one_plugin("bnnr_register_exporters", plugin)(register=register)
 
+    def register_architectures(self, *, register: RegisterFn, plugin: object) -> None:
+        self._one_plugin("bnnr_register_architectures", plugin)(register=register)
+
     def registration_call(self, kind: str) -> Callable[..., None]:
         """The typed method that runs the registration hook of component ``kind``."""
         method: Callable[..., None] = getattr(self, REGISTRATION_HOOKS[kind].removeprefix("bnnr_"))

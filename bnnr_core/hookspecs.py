@@ -119,6 +119,22 @@ def bnnr_register_exporters(register: RegisterFn) -> None:
     """
 
 
+@hookspec
+def bnnr_register_architectures(register: RegisterFn) -> None:
+    """Register model architectures, selectable with ``--arch NAME`` (e.g. to load a state dict).
+
+    The factory is called with ``num_classes`` and ``in_channels`` (and any further options from
+    a checkpoint's architecture spec) as keyword arguments and returns an untrained
+    ``torch.nn.Module``. BNNR checkpoints record the architecture name and options, so a model
+    saved by ``bnnr train`` or ``bnnr.save_checkpoint`` is rebuilt through this hook.
+
+    :param register: ``register(name, factory, *, description="", **metadata)``.
+    :returns: nothing; return values are ignored.
+
+    Called once per plugin when plugins are loaded.
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Observers
 # -------------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import pluggy
@@ -37,6 +37,9 @@ from bnnr_core.errors import PluginLoadError, UnknownComponentError
 from bnnr_core.hooks import BnnrHooks
 from bnnr_core.markers import PROJECT_NAME
 
+if TYPE_CHECKING:
+    from bnnr_core.events import Event
+
 ENTRY_POINT_GROUP = "bnnr"
 BUILTIN_DISTRIBUTION = "bnnr"
 ENV_LOAD = "BNNR_LOAD_PLUGINS"
@@ -51,8 +54,11 @@ STATUS_DISABLED = "disabled"
 class EntryPointLike(Protocol):
     """What :func:`load_plugins` needs of an entry point (``importlib.metadata.EntryPoint``)."""
 
-    name: str
-    value: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
 
     def load(self) -> Any: ...
 
@@ -104,10 +110,12 @@ def _normalise_dist(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+def _error_text(exc: BaseException, limit: int = 400) -> str:
+    # One line for the table: multi-line messages (pluggy's validation errors) are joined.
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _traceback_tail(exc: BaseException, lines: int = 6) -> str:
@@ -167,6 +175,14 @@ class PluginHost:
             f"available: {choices}{hint}. Run 'bnnr plugins list' to see every plugin."
         ) from None
 
+    def event_observer(self) -> Callable[[Event], None]:
+        """A callable for :class:`bnnr_core.events.EventLog` that dispatches ``bnnr_on_event``."""
+
+        def observe(event: Event) -> None:
+            self.hooks.on_event(event=event)
+
+        return observe
+
     # -- loading ------------------------------------------------------------------------------
 
     def register(
@@ -186,7 +202,7 @@ class PluginHost:
         """
         if version is None:
             version = str(getattr(plugin, "__version__", "")) or None
-        base = {
+        base: dict[str, Any] = {
             "name": name,
             "version": version,
             "distribution": distribution,
@@ -212,9 +228,7 @@ class PluginHost:
         except Exception as exc:
             self.manager.unregister(plugin)
             return self._fail(base, _error_text(exc), exc)
-        hook_names = sorted(
-            caller.name for caller in (self.manager.get_hookcallers(plugin) or [])
-        )
+        hook_names = sorted(caller.name for caller in (self.manager.get_hookcallers(plugin) or []))
         provides = {kind: tuple(names) for kind, names in provided.items() if names}
         if not hook_names:
             warnings.append("implements no bnnr hook (is @bnnr_core.hookimpl missing?)")
@@ -251,7 +265,9 @@ class PluginHost:
         if exc is not None:
             self.tracebacks[record.name] = _traceback_tail(exc)
         if self.strict:
-            origin = f" (from {record.distribution} {record.version})" if record.distribution else ""
+            origin = (
+                f" (from {record.distribution} {record.version})" if record.distribution else ""
+            )
             raise PluginLoadError(
                 f"plugin {record.name!r}{origin} failed to load: {error}. Unset "
                 f"{ENV_STRICT} to skip broken plugins, or set {ENV_DISABLE}={record.name}."
@@ -358,7 +374,9 @@ def load_plugins(
     if strict is None:
         strict = _truthy(env.get(ENV_STRICT))
     allowed = frozenset(allow) if allow is not None else _name_list(env.get(ENV_LOAD))
-    denied = frozenset(deny) if deny is not None else (_name_list(env.get(ENV_DISABLE)) or frozenset())
+    denied = (
+        frozenset(deny) if deny is not None else (_name_list(env.get(ENV_DISABLE)) or frozenset())
+    )
 
     host = PluginHost(manager=make_plugin_manager(), strict=strict)
     if not autoload:

@@ -37,7 +37,12 @@ class Task(Protocol):
         ...
 
     def decode(self, probabilities: np.ndarray) -> np.ndarray:
-        """Probabilities to predictions: class indices ``(N,)`` or a multi-hot ``(N, C)``."""
+        """Probabilities to predictions: class indices ``(N,)`` or a multi-hot ``(N, C)``.
+
+        A task may accept task-specific keyword options (the multi-label task takes
+        ``threshold=``); engines call ``decode`` with ``probabilities`` only, so the task's own
+        configured decision rule applies.
+        """
         ...
 
     def compute_metrics(

@@ -21,6 +21,12 @@ import click
 from bnnr_core._version import __version__
 from bnnr_core.errors import BnnrError
 
+#: Exit codes, the same for every command (docs/cli.md).
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_INPUT_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+
 #: Command name -> "module:attribute"; modules are imported on first use.
 COMMANDS: dict[str, str] = {
     "plugins": "bnnr_core.cli.plugins:plugins",
@@ -61,23 +67,28 @@ class BnnrGroup(click.Group):
         except BnnrError as exc:
             if _debug_enabled(ctx):
                 raise
-            raise _user_error(str(exc), exc.exit_code) from exc
+            raise InputError(str(exc)) from exc
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
             if _debug_enabled(ctx):
                 raise
-            raise _user_error(
+            raise InternalError(
                 f"unexpected internal error ({type(exc).__name__}: {exc}). "
-                "Run again with --debug to see the traceback, and please report it.",
-                1,
+                "Run again with --debug to see the traceback, and please report it."
             ) from exc
 
 
-def _user_error(message: str, exit_code: int) -> click.ClickException:
-    error = click.ClickException(message)
-    error.exit_code = exit_code
-    return error
+class InputError(click.ClickException):
+    """A user-fixable problem with the input or the environment: exit code 2."""
+
+    exit_code = EXIT_INPUT_ERROR
+
+
+class InternalError(click.ClickException):
+    """A bug in BNNR or a plugin: exit code 3."""
+
+    exit_code = EXIT_INTERNAL_ERROR
 
 
 @click.group(

@@ -63,8 +63,8 @@ def _table(records: list[PluginRecord]) -> str:
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
-    for row, record in zip([header, *rows], [None, *records]):
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)]
+    for row, record in zip([header, *rows], [None, *records], strict=True):
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
         if record is not None:
             if record.error:

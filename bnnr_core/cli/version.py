@@ -1,4 +1,4 @@
-"""``bnnr version``: versions of BNNR, its key libraries and its plugins (without importing them)."""
+"""``bnnr version``: versions of BNNR, its libraries and its plugins, read without importing."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def version(ctx: click.Context, as_json: bool) -> None:
     for name, found in libraries.items():
         click.echo(f"{name} {found or 'not installed'}")
     listed = ", ".join(
-        f"{name}-{info['version'] or '?'}" + ("" if info["status"] == "ok" else f" ({info['status']})")
+        f"{name}-{info['version'] or '?'}"
+        + ("" if info["status"] == "ok" else f" ({info['status']})")
         for name, info in sorted(plugins.items())
     )
     click.echo(f"plugins: {listed or 'none'}")
