@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from bnnr_core import jsonio
+from bnnr_core.clock import utc
 from bnnr_core.schema import (
     EVENT_KIND,
     EVENT_SCHEMA_VERSION,
@@ -114,11 +115,7 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 
     A naive ``moment`` is taken to be UTC already.
     """
-    if moment is None:
-        moment = datetime.now(timezone.utc)
-    elif moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return utc(moment).isoformat(timespec="microseconds")
 
 
 # -------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import attrs
 
+from bnnr_core.clock import utc
 from bnnr_core.errors import BnnrError
 
 #: Every run directory's name starts with this, followed by :data:`RUN_DIR_TIME_FORMAT`.
@@ -89,11 +90,7 @@ def run_dir_name(now: datetime | None = None) -> str:
 
     A naive ``now`` is taken to be UTC already.
     """
-    if now is None:
-        now = datetime.now(timezone.utc)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return RUN_DIR_PREFIX + now.astimezone(timezone.utc).strftime(RUN_DIR_TIME_FORMAT)
+    return RUN_DIR_PREFIX + utc(now).strftime(RUN_DIR_TIME_FORMAT)
 
 
 def create_run_dir(
