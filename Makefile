@@ -11,7 +11,7 @@ STAMP := $(VENV)/.bnnr-installed
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck check clean install
+.PHONY: demo test lint typecheck check clean install digits-data
 
 install: $(STAMP)
 
@@ -31,13 +31,17 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory check
 
 lint: $(STAMP)
-	$(BIN)/ruff check bnnr bnnr_core plugins tests benchmarks
-	$(BIN)/ruff format --check bnnr bnnr_core plugins tests benchmarks
+	$(BIN)/ruff check bnnr bnnr_core plugins tests benchmarks scripts
+	$(BIN)/ruff format --check bnnr bnnr_core plugins tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck
+
+# Regenerates the bundled digits data (needs scikit-learn, a dev dependency).
+digits-data: $(STAMP)
+	$(BIN)/python scripts/make_digits_data.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
