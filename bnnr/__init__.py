@@ -7,10 +7,8 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from bnnr_core._version import __version__
+from bnnr_core.lazy import lazy_exports
 from bnnr_core.markers import hookimpl
 
 #: Public name -> module that defines it.
@@ -32,6 +30,16 @@ _EXPORTS: dict[str, str] = {
     "EVENT_SCHEMA_VERSION": "bnnr_core.events",
     "create_run_dir": "bnnr_core.runs",
     "RunDirectory": "bnnr_core.runs",
+    # models and data
+    "save_checkpoint": "bnnr_core.checkpoints",
+    "read_checkpoint": "bnnr_core.checkpoints",
+    "Checkpoint": "bnnr_core.checkpoints",
+    "load_model": "bnnr_core.modelio",
+    "LoadedModel": "bnnr_core.modelio",
+    "load_digits": "bnnr_core.datasets.digits",
+    "resolve_image_folder": "bnnr_core.datasets.imagefolder",
+    "run_inference": "bnnr_core.inference",
+    "Predictions": "bnnr_core.inference",
     # JSON artifacts
     "write_json": "bnnr_core.jsonio",
     "read_json": "bnnr_core.jsonio",
@@ -40,14 +48,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", "hookimpl", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'bnnr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

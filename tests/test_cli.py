@@ -80,6 +80,9 @@ def test_plugins_list_table_shows_every_builtin_ok() -> None:
         assert rows[name][2] == "ok"
         assert rows[name][3] == "yes"
     assert "task: classification" in result.output
+    # long lists are shortened in the table (never in --json)
+    assert "architecture: small_cnn, " in result.output
+    assert " more)" in result.output
     assert result.output.splitlines()[0].split() == [
         "NAME",
         "VERSION",

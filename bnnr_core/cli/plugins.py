@@ -38,12 +38,20 @@ def list_plugins(ctx: click.Context, as_json: bool, hook_names: tuple[str, ...])
             click.echo(f"\nTraceback of plugin {name!r}:\n{tail}", err=True)
 
 
+#: Names shown per component kind in the table; ``--json`` always lists all of them.
+TABLE_NAMES_PER_KIND = 5
+
+
 def _provides_text(record: PluginRecord) -> str:
     parts = []
     for kind in COMPONENT_KINDS:
-        names = record.provides.get(kind)
-        if names:
-            parts.append(f"{kind}: {', '.join(names)}")
+        names = list(record.provides.get(kind, ()))
+        if not names:
+            continue
+        shown = ", ".join(names[:TABLE_NAMES_PER_KIND])
+        if len(names) > TABLE_NAMES_PER_KIND:
+            shown += f" (+{len(names) - TABLE_NAMES_PER_KIND} more)"
+        parts.append(f"{kind}: {shown}")
     return "; ".join(parts) or "-"
 
 
