@@ -25,14 +25,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/bnnr version
 	$(BIN)/bnnr plugins list
+	$(BIN)/python examples/digits_quickstart.py $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory check
 
 lint: $(STAMP)
-	$(BIN)/ruff check bnnr bnnr_core plugins tests benchmarks scripts
-	$(BIN)/ruff format --check bnnr bnnr_core plugins tests benchmarks scripts
+	$(BIN)/ruff check bnnr bnnr_core plugins tests benchmarks scripts examples
+	$(BIN)/ruff format --check bnnr bnnr_core plugins tests benchmarks scripts examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
