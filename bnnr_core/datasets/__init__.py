@@ -2,6 +2,8 @@
 
 * :mod:`bnnr_core.datasets.digits`: ``load_digits(split)`` (numpy only).
 * :mod:`bnnr_core.datasets.torchdata`: :class:`DigitsDataset`, a torch ``Dataset`` of it.
+* :mod:`bnnr_core.datasets.torchvision_sets`: ``load_torchvision_dataset(name, data_dir)`` for
+  MNIST, Fashion-MNIST and CIFAR-10 from local files (downloads only when asked).
 * :mod:`bnnr_core.datasets.imagefolder`: ``resolve_image_folder(path)``, the layout of an image
   folder (classes, files per split), without decoding anything.
 * :mod:`bnnr_core.datasets.images`: :class:`ImageFileDataset`, ``iter_image_batches`` and
@@ -18,6 +20,9 @@ _EXPORTS: dict[str, str] = {
     "DigitsSplit": "bnnr_core.datasets.digits",
     "load_digits": "bnnr_core.datasets.digits",
     "DigitsDataset": "bnnr_core.datasets.torchdata",
+    "load_torchvision_dataset": "bnnr_core.datasets.torchvision_sets",
+    "TorchvisionSplit": "bnnr_core.datasets.torchvision_sets",
+    "TORCHVISION_DATASETS": "bnnr_core.datasets.torchvision_sets",
     "ImageFolderLayout": "bnnr_core.datasets.imagefolder",
     "ImageSplit": "bnnr_core.datasets.imagefolder",
     "resolve_image_folder": "bnnr_core.datasets.imagefolder",
