@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import types
 from typing import Any
 
@@ -328,3 +330,23 @@ def test_event_log_dispatches_to_observer_plugins_after_writing(tmp_path: Any) -
         log.emit("run_started", {"run_name": "x"})
         log.emit("pipeline_complete", {})
     assert seen == [(1, 1), (2, 2)]
+
+
+@pytest.mark.parametrize(
+    "module", ["bnnr_classification", "bnnr_multilabel", "bnnr_models", "bnnr_export_json"]
+)
+def test_loading_a_builtin_plugin_imports_neither_torch_nor_numpy(module: str) -> None:
+    # Registration runs for every command; it must stay cheap (docs/plugins.md, "Rules").
+    code = (
+        "import sys, importlib\n"
+        "from bnnr_core.plugins import load_plugins\n"
+        f"plugin = importlib.import_module({module!r})\n"
+        f"record = load_plugins(autoload=False).register(plugin, {module!r})\n"
+        "assert record.status == 'ok' and record.provides, record\n"
+        "heavy = [name for name in ('torch', 'numpy') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr

@@ -6,14 +6,11 @@ for the calibration bins.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from typing import Any
 
 import bnnr_classification
 import numpy as np
-import pluggy
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,7 +37,6 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from sklearn import metrics as skm
 
-import bnnr_core.hookspecs
 from bnnr_core.protocols import Task
 
 # -------------------------------------------------------------------------------------------
@@ -506,28 +502,10 @@ def test_bad_inputs_get_a_clear_error(
 # -------------------------------------------------------------------------------------------
 
 
-def test_registers_through_the_hook_with_a_fresh_plugin_manager() -> None:
-    pm = pluggy.PluginManager("bnnr")
-    pm.add_hookspecs(bnnr_core.hookspecs)
-    pm.register(bnnr_classification)
-    registered: list[tuple[str, Any, dict[str, Any]]] = []
-
-    def collect(name: str, factory: Any, **kwargs: Any) -> None:
-        registered.append((name, factory, kwargs))
-
-    pm.hook.bnnr_register_tasks(register=collect)
-    assert [name for name, _, _ in registered] == ["classification"]
-    _, factory, kwargs = registered[0]
-    assert "cross-entropy" in kwargs["description"]
-    task = factory()
+def test_registers_through_the_hook(register_temp_plugin: Any, bnnr_host: Any) -> None:
+    record = register_temp_plugin(bnnr_classification, name="classification")
+    assert record.provides == {"task": ("classification",)}
+    component = bnnr_host.component("task", "classification")
+    assert "cross-entropy" in component.description
+    task = component.create()
     assert isinstance(task, Task) and isinstance(task, ClassificationTask)
-
-
-def test_importing_and_registering_does_not_import_torch_or_numpy() -> None:
-    code = (
-        "import sys, bnnr_classification\n"
-        "bnnr_classification.bnnr_register_tasks(register=lambda *a, **k: None)\n"
-        "heavy = [m for m in ('torch', 'numpy') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -6,14 +6,11 @@ tuning.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from typing import Any
 
 import bnnr_multilabel
 import numpy as np
-import pluggy
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,7 +27,6 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from sklearn import metrics as skm
 
-import bnnr_core.hookspecs
 from bnnr_core.protocols import Task
 
 # -------------------------------------------------------------------------------------------
@@ -386,29 +382,11 @@ def test_bad_inputs_get_a_clear_error(
 # -------------------------------------------------------------------------------------------
 
 
-def test_registers_through_the_hook_with_a_fresh_plugin_manager() -> None:
-    pm = pluggy.PluginManager("bnnr")
-    pm.add_hookspecs(bnnr_core.hookspecs)
-    pm.register(bnnr_multilabel)
-    registered: list[tuple[str, Any, dict[str, Any]]] = []
-
-    def collect(name: str, factory: Any, **kwargs: Any) -> None:
-        registered.append((name, factory, kwargs))
-
-    pm.hook.bnnr_register_tasks(register=collect)
-    assert [name for name, _, _ in registered] == ["multilabel"]
-    _, factory, kwargs = registered[0]
-    assert "sigmoid" in kwargs["description"]
-    assert isinstance(factory(), Task)
-    task = factory(threshold=0.3)
+def test_registers_through_the_hook(register_temp_plugin: Any, bnnr_host: Any) -> None:
+    record = register_temp_plugin(bnnr_multilabel, name="multilabel")
+    assert record.provides == {"task": ("multilabel",)}
+    component = bnnr_host.component("task", "multilabel")
+    assert "sigmoid" in component.description
+    assert isinstance(component.create(), Task)
+    task = component.create(threshold=0.3)
     assert isinstance(task, MultilabelTask) and task.threshold == 0.3
-
-
-def test_importing_and_registering_does_not_import_torch_or_numpy() -> None:
-    code = (
-        "import sys, bnnr_multilabel\n"
-        "bnnr_multilabel.bnnr_register_tasks(register=lambda *a, **k: None)\n"
-        "heavy = [m for m in ('torch', 'numpy') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
