@@ -74,11 +74,8 @@ def _save(path: Path, obj: object, **kwargs: Any) -> Path:
 # -- BNNR checkpoints ------------------------------------------------------------------------
 
 
-def test_bnnr_checkpoint_round_trip_gives_identical_logits(
-    tmp_path: Path, model: nn.Module, host: PluginHost
-) -> None:
-    expected = _reference_logits(model)
-    path = save_checkpoint(
+def _bnnr_checkpoint(tmp_path: Path, model: nn.Module, **extra: Any) -> Path:
+    return save_checkpoint(
         model,
         tmp_path / "model.pt",
         arch="small_cnn",
@@ -87,8 +84,15 @@ def test_bnnr_checkpoint_round_trip_gives_identical_logits(
         input_size=(1, 8, 8),
         mean=[0.3],
         std=[0.4],
-        extra={"dataset": "digits"},
+        **extra,
     )
+
+
+def test_bnnr_checkpoint_round_trip_gives_identical_logits(
+    tmp_path: Path, model: nn.Module, host: PluginHost
+) -> None:
+    expected = _reference_logits(model)
+    path = _bnnr_checkpoint(tmp_path, model, extra={"dataset": "digits"})
     loaded = load_model(path, host=host)
     assert loaded.format == "bnnr"
     assert loaded.model is not model
@@ -107,19 +111,6 @@ def test_bnnr_checkpoint_round_trip_gives_identical_logits(
     # The caller's model is still in train mode and unchanged.
     assert model.training is True
     assert torch.equal(_reference_logits(model), expected)
-
-
-def _bnnr_checkpoint(tmp_path: Path, model: nn.Module) -> Path:
-    return save_checkpoint(
-        model,
-        tmp_path / "model.pt",
-        arch="small_cnn",
-        arch_options={"width": 8},
-        class_names=[str(d) for d in range(10)],
-        input_size=(1, 8, 8),
-        mean=[0.3],
-        std=[0.4],
-    )
 
 
 def test_bnnr_checkpoint_rejects_contradicting_options(

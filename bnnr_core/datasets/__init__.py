@@ -33,7 +33,6 @@ _EXPORTS: dict[str, str] = {
     "ImageItem": "bnnr_core.datasets.images",
     "decode_image_file": "bnnr_core.datasets.images",
     "SkippedImage": "bnnr_core.datasets.images",
-    "DecodedImages": "bnnr_core.datasets.images",
     "iter_image_batches": "bnnr_core.datasets.images",
     "decode_images": "bnnr_core.datasets.images",
 }

@@ -47,17 +47,11 @@ class ImageItem:
 
 @attrs.frozen(kw_only=True)
 class ImageBatch:
-    """A batch of decoded images; ``indices`` are positions in the dataset's file list."""
+    """Decoded images: one batch, or a whole dataset from :func:`decode_images`.
 
-    images: torch.Tensor
-    labels: torch.Tensor
-    indices: torch.Tensor
-    skipped: tuple[SkippedImage, ...] = ()
-
-
-@attrs.frozen(kw_only=True)
-class DecodedImages:
-    """A whole dataset decoded: the images that could be read and the files that could not."""
+    ``indices`` are positions in the dataset's file list; ``skipped`` the files that could not
+    be decoded.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -219,7 +213,7 @@ def decode_images(
     num_workers: int = 0,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-) -> DecodedImages:
+) -> ImageBatch:
     """Decode the whole of ``dataset`` into one tensor (mind the memory: N x C x H x W floats)
     and collect the skipped files."""
     batches = list(
@@ -231,8 +225,8 @@ def decode_images(
     if not batches:
         empty = torch.empty((0, channels, height, width))
         none = torch.empty(0, dtype=torch.int64)
-        return DecodedImages(images=empty, labels=none, indices=none.clone())
-    return DecodedImages(
+        return ImageBatch(images=empty, labels=none, indices=none.clone())
+    return ImageBatch(
         images=torch.cat([batch.images for batch in batches]),
         labels=torch.cat([batch.labels for batch in batches]),
         indices=torch.cat([batch.indices for batch in batches]),
