@@ -7,7 +7,9 @@ may import:
 
 * :mod:`bnnr_classification.metrics`: confusion matrix, metrics over a whole set, per-class report;
 * :mod:`bnnr_classification.calibration`: reliability bins, ECE, MCE, Brier score;
-* :mod:`bnnr_classification.bootstrap`: seeded percentile-bootstrap confidence intervals.
+* :mod:`bnnr_classification.bootstrap`: seeded percentile-bootstrap confidence intervals;
+* :mod:`bnnr_classification.report`: the task's sections of an analysis report (metrics with
+  intervals, confusion, distributions, class diagnostics, calibration, folds, confident errors).
 
 Importing this package is cheap (no torch, no numpy): the hook only registers a factory.
 """

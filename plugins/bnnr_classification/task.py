@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from bnnr_classification.metrics import classification_metrics, decode_argmax
 
@@ -17,6 +20,8 @@ class ClassificationTask:
     """
 
     name: str = "classification"
+    #: The metric a report leads with: robust to class imbalance, unlike plain accuracy.
+    headline_metric: str = "balanced_accuracy"
 
     def per_sample_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of every sample, shape ``(N,)``, on the device and in the dtype of
@@ -47,6 +52,36 @@ class ClassificationTask:
         """Metrics over the whole set; see
         :func:`bnnr_classification.metrics.classification_metrics`."""
         return classification_metrics(probabilities, targets, num_classes=num_classes)
+
+    def report_sections(
+        self,
+        *,
+        probabilities: ArrayLike,
+        targets: ArrayLike,
+        per_sample_loss: ArrayLike,
+        class_names: Sequence[str],
+        sample_ids: Sequence[str] = (),
+        seed: int = 0,
+        cv_folds: int = 0,
+        n_bootstrap: int = 1000,
+        max_errors: int = 20,
+    ) -> dict[str, Any]:
+        """The classification sections of the analysis report (metrics with bootstrap
+        intervals, confusion, distributions, class diagnostics, calibration, fold variability,
+        confident errors); see :func:`bnnr_classification.report.classification_sections`."""
+        from bnnr_classification.report import classification_sections
+
+        return classification_sections(
+            probabilities,
+            targets,
+            per_sample_loss,
+            class_names=class_names,
+            sample_ids=sample_ids,
+            seed=seed,
+            cv_folds=cv_folds,
+            n_bootstrap=n_bootstrap,
+            max_errors=max_errors,
+        )
 
     def __repr__(self) -> str:
         return "ClassificationTask()"
