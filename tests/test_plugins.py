@@ -19,7 +19,7 @@ from bnnr_core.hooks import BnnrHooks
 from bnnr_core.plugins import load_plugins
 from bnnr_core.testing import fake_entry_point, lazy
 
-BUILTINS = {"classification", "multilabel", "json_exporter", "models"}
+BUILTINS = {"classification", "multilabel", "json_exporter", "models", "failures"}
 
 
 def _plugin(name: str, **functions: Any) -> types.ModuleType:
