@@ -23,9 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bnnr version
 	$(BIN)/bnnr plugins list
-	$(BIN)/python examples/digits_quickstart.py $(DEMO_OUT)
+	$(BIN)/bnnr demo --output $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -40,6 +40,11 @@ _EXPORTS: dict[str, str] = {
     "resolve_image_folder": "bnnr_core.datasets.imagefolder",
     "run_inference": "bnnr_core.inference",
     "Predictions": "bnnr_core.inference",
+    # analysis
+    "analyze": "bnnr_core.analysis.api",
+    "AnalysisResult": "bnnr_core.analysis.engine",
+    "AnalyzeOptions": "bnnr_core.analysis.engine",
+    "Evaluation": "bnnr_core.analysis.evaluation",
     # JSON artifacts
     "write_json": "bnnr_core.jsonio",
     "read_json": "bnnr_core.jsonio",

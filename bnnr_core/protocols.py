@@ -56,6 +56,34 @@ class Task(Protocol):
 
 
 @runtime_checkable
+class AnalysisTask(Task, Protocol):
+    """A task ``bnnr analyze`` can report on: it adds its own report sections.
+
+    The engine runs the model once and hands the cached arrays here; everything task-specific
+    in ``analysis_report.json`` (metrics with intervals, confusion, distributions, class
+    diagnostics, calibration, folds) comes from this method.
+    """
+
+    #: The metric the health score starts from (e.g. ``"balanced_accuracy"``).
+    headline_metric: str
+
+    def report_sections(
+        self,
+        *,
+        probabilities: np.ndarray,
+        targets: np.ndarray,
+        per_sample_loss: np.ndarray,
+        class_names: Sequence[str],
+        sample_ids: Sequence[str] = (),
+        seed: int = 0,
+        cv_folds: int = 0,
+        n_bootstrap: int = 1000,
+    ) -> dict[str, Any]:
+        """Report sections keyed by their top-level report key; JSON-friendly values."""
+        ...
+
+
+@runtime_checkable
 class Augmentation(Protocol):
     """A batch augmentation: images ``(N, C, H, W)`` in, images of the same shape out."""
 
@@ -87,7 +115,9 @@ class DataQualityCheck(Protocol):
 
 @runtime_checkable
 class FailureDetector(Protocol):
-    """A failure-pattern detector over an evaluation; returns pattern dictionaries."""
+    """A failure-pattern detector over an :class:`bnnr_core.analysis.evaluation.Evaluation`;
+    returns pattern dictionaries (keys in docs/findings.md, checked by
+    :func:`bnnr_core.analysis.findings.check_pattern`)."""
 
     name: str
 

@@ -25,7 +25,11 @@ from bnnr_core.checkpoints import save_checkpoint
 from bnnr_core.errors import BnnrError, UnknownComponentError
 from bnnr_core.modelio import MODEL_FORMATS, LoadedModel, load_model
 from bnnr_core.modelio import loader as loader_module
-from bnnr_core.modelio.programs import ExportedProgramModule, exported_in_training_mode
+from bnnr_core.modelio.programs import (
+    ExportedProgramModule,
+    StaticBatchModule,
+    exported_in_training_mode,
+)
 from bnnr_core.plugins import PluginHost, load_plugins
 
 IMAGES = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -175,7 +179,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Tens
     torch.manual_seed(0)
     tiny = _Tiny().eval()
     path = tmp_path_factory.mktemp("export") / "model.pt2"
-    torch.export.save(torch.export.export(tiny, (IMAGES,)), str(path))
+    dynamic = {"images": {0: torch.export.Dim.DYNAMIC}}
+    torch.export.save(torch.export.export(tiny, (IMAGES,), dynamic_shapes=dynamic), str(path))
     with torch.no_grad():
         return path, tiny(IMAGES)
 
@@ -202,6 +207,21 @@ def test_programs_exported_in_training_mode_are_flagged(tmp_path: Path, host: Pl
     torch.export.save(program, str(tmp_path / "train.pt2"))
     loaded = load_model(tmp_path / "train.pt2", host=host)
     assert any("exported in training mode" in note for note in loaded.notes)
+
+
+def test_programs_with_a_fixed_batch_size_run_on_any_batch_size(
+    tmp_path: Path, host: PluginHost
+) -> None:
+    torch.manual_seed(0)
+    tiny = _Tiny().eval()
+    torch.export.save(torch.export.export(tiny, (IMAGES[:4],)), str(tmp_path / "static.pt2"))
+    loaded = load_model(tmp_path / "static.pt2", host=host)
+    assert isinstance(loaded.model, StaticBatchModule) and loaded.model.batch_size == 4
+    assert any("fixed batch size of 4" in note for note in loaded.notes)
+    with torch.no_grad():
+        expected = tiny(IMAGES)
+    assert torch.allclose(_logits(loaded), expected, atol=1e-6)  # 6 images: 4 + (2 padded to 4)
+    assert torch.allclose(_logits(loaded, IMAGES[:1]), expected[:1], atol=1e-6)
 
 
 def test_programs_that_cannot_be_unflattened_are_wrapped(

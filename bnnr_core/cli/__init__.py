@@ -29,6 +29,8 @@ EXIT_INTERNAL_ERROR = 3
 
 #: Command name -> "module:attribute"; modules are imported on first use.
 COMMANDS: dict[str, str] = {
+    "analyze": "bnnr_core.cli.analyze:analyze",
+    "demo": "bnnr_core.cli.demo:demo",
     "plugins": "bnnr_core.cli.plugins:plugins",
     "version": "bnnr_core.cli.version:version",
 }

@@ -43,7 +43,8 @@ from bnnr_core.modelio.statedict import (
 from bnnr_core.plugins import PluginHost
 
 #: Values of :attr:`LoadedModel.format`.
-MODEL_FORMATS = ("bnnr", "torchscript", "torch_export", "state_dict", "pickled_module")
+#: ``module`` is a model handed to :func:`bnnr.analyze` in memory rather than loaded from a file.
+MODEL_FORMATS = ("bnnr", "torchscript", "torch_export", "state_dict", "pickled_module", "module")
 
 _DEFAULT_IN_CHANNELS = 3
 
@@ -52,13 +53,15 @@ _DEFAULT_IN_CHANNELS = 3
 class LoadedModel:
     """A loaded model and what is known about it. Unknown facts are ``None``."""
 
-    #: A fresh module, on the requested device, in eval mode.
+    #: A fresh module, on the requested device, in eval mode (format ``module``: the caller's
+    #: own module, used where it is and never modified).
     model: nn.Module = attrs.field(repr=False)
     #: One of :data:`MODEL_FORMATS`.
     format: str
-    path: Path
-    #: Hex SHA-256 of the file, for provenance.
-    sha256: str
+    #: The file it came from (``None`` for a module handed over in memory).
+    path: Path | None
+    #: Hex SHA-256 of the file, for provenance (``None`` without a file).
+    sha256: str | None
     arch: str | None = None
     arch_options: Mapping[str, Any] = attrs.field(factory=dict)
     num_classes: int | None = None
@@ -174,6 +177,8 @@ class _Request:
 
     def result(self, model: nn.Module, model_format: str, **facts: Any) -> LoadedModel:
         facts["notes"] = tuple(facts.get("notes", ()))
+        if "in_channels" not in facts:
+            facts["in_channels"] = module_in_channels(model)
         return LoadedModel(
             model=model.to(self.device).eval(),
             format=model_format,
@@ -196,6 +201,14 @@ class _Request:
         if not given:
             return []
         return [f"ignored {', '.join(given)}: this file carries its own architecture"]
+
+
+def module_in_channels(model: nn.Module) -> int | None:
+    """Input channels of a module's first convolution, when its weights can be listed."""
+    try:
+        return infer_in_channels(model.state_dict())
+    except Exception:  # scripted or exported modules may not list weights like eager ones
+        return None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

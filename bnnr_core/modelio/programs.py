@@ -59,6 +59,51 @@ class ExportedProgramModule(nn.Module):
         return self.program(*args)
 
 
+class StaticBatchModule(nn.Module):
+    """Runs a program exported with a fixed batch size on batches of any size.
+
+    A batch is cut into chunks of ``batch_size`` images; the last chunk is padded with zeros,
+    and the padded rows are dropped from the output, so every image gets exactly the output the
+    program computes for it.
+    """
+
+    def __init__(self, program_module: nn.Module, batch_size: int) -> None:
+        super().__init__()
+        self.program = program_module
+        self.batch_size = batch_size
+
+    def train(self, mode: bool = True) -> StaticBatchModule:
+        self.training = mode
+        self.program.train(mode)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for chunk in images.split(self.batch_size):
+            rows = chunk.shape[0]
+            if rows < self.batch_size:
+                padding = chunk.new_zeros((self.batch_size - rows, *chunk.shape[1:]))
+                chunk = torch.cat([chunk, padding])
+            outputs.append(self.program(chunk)[:rows])
+        return torch.cat(outputs)
+
+
+def static_batch_size(program: torch.export.ExportedProgram) -> int | None:
+    """The batch size a program was exported with, when its first input's batch dimension is
+    static (``None`` when it is dynamic or the program takes no tensor)."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        value = node.meta.get("val")
+        shape = getattr(value, "shape", None)
+        if shape is None or len(shape) == 0:
+            return None
+        first = shape[0]
+        return int(first) if isinstance(first, int) else None
+    return None
+
+
 def load_exported_program(path: Path, device: torch.device) -> tuple[nn.Module, list[str]]:
     """``torch.export.load``; returns the program as a module (on ``device``) and notes.
 
@@ -88,6 +133,13 @@ def load_exported_program(path: Path, device: torch.device) -> tuple[nn.Module, 
         module = torch.export.unflatten(program)
     except Exception:
         module = ExportedProgramModule(program.module())
+    batch_size = static_batch_size(program)
+    if batch_size is not None:
+        module = StaticBatchModule(module, batch_size)
+        notes.append(
+            f"the torch.export program has a fixed batch size of {batch_size}; batches are cut "
+            f"and zero-padded to {batch_size} images (export with dynamic_shapes to avoid this)"
+        )
     return module.eval(), notes
 
 

@@ -1,0 +1,92 @@
+"""``bnnr.analyze``: the analysis from Python, for a model file or a model in memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bnnr_core.analysis.data import EvalData, input_spec, load_eval_data
+from bnnr_core.analysis.engine import AnalysisResult, AnalyzeOptions
+from bnnr_core.analysis.engine import analyze as run_engine
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bnnr_core.plugins import PluginHost
+
+
+def analyze(
+    model: nn.Module | str | os.PathLike[str],
+    data: str | os.PathLike[str] | EvalData,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    host: PluginHost | None = None,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    trust_checkpoint: bool = False,
+    device: str = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **options: Any,
+) -> AnalysisResult:
+    """Analyze a model on evaluation data; write the report to ``output`` when given.
+
+    :param model: a model file (any format ``bnnr analyze --model`` takes) or an ``nn.Module``.
+        A module is used where it is: it is not moved to another device, its train/eval mode is
+        restored afterwards and no parameter or buffer changes (inference runs under
+        ``torch.inference_mode``). Give ``image_size``, ``mean`` and ``std`` for it, as for a
+        file without metadata.
+    :param data: what ``--data`` takes (a folder or a data set name), or an :class:`EvalData`.
+    :param output: folder to write ``analysis_report.json`` (and other exporters' files) into,
+        with the same rules as ``--output``.
+    :param options: fields of :class:`~bnnr_core.analysis.engine.AnalyzeOptions` (``task``,
+        ``seed``, ``cv_folds``, ``n_bootstrap``, ``batch_size``, ``workers``, ``xai``,
+        ``data_quality``).
+    :returns: the report document and the cached :class:`Evaluation`.
+    :raises BnnrError: for every input problem the CLI reports (same sentences).
+    """
+    from bnnr_core.analysis.output import check_output_dir, write_report
+    from bnnr_core.modelio.loader import LoadedModel, load_model, module_in_channels
+    from bnnr_core.plugins import load_plugins
+
+    host = host or load_plugins()
+    target = check_output_dir(output) if output is not None else None
+    if isinstance(model, (str, os.PathLike)):
+        loaded = load_model(
+            model,
+            host=host,
+            arch=arch,
+            num_classes=num_classes,
+            trust_checkpoint=trust_checkpoint,
+            device=device,
+        )
+    else:
+        loaded = LoadedModel(
+            model=model,
+            format="module",
+            path=None,
+            sha256=None,
+            num_classes=num_classes,
+            in_channels=module_in_channels(model),
+        )
+    evaluation_data = (
+        data if isinstance(data, EvalData) else load_eval_data(str(data), data_dir=data_dir)
+    )
+    spec = input_spec(
+        evaluation_data,
+        model_channels=loaded.in_channels,
+        model_input_size=loaded.input_size,
+        model_mean=loaded.mean,
+        model_std=loaded.std,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+    )
+    result = run_engine(loaded, evaluation_data, spec, host=host, options=AnalyzeOptions(**options))
+    if target is not None:
+        write_report(result.report, Path(target), host=host)
+    return result

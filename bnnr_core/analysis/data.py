@@ -1,0 +1,337 @@
+"""The evaluation data of an analysis: where ``--data`` points, turned into batches.
+
+``--data`` is one of
+
+* ``digits``: the bundled evaluation split (360 images, 8x8 grey), offline, always available;
+* ``mnist``, ``fashion_mnist``, ``cifar10``: the official test split through torchvision, from
+  ``--data-dir`` (downloaded only with ``download=True``);
+* a folder: an ImageFolder tree, or a root holding ``train/`` and ``val/`` (``valid/``,
+  ``validation/``, ``test/``) split folders (see :mod:`bnnr_core.datasets.imagefolder`).
+
+Images are brought to the model's input (channels, size, normalisation) the same way for every
+source, and every batch carries the dataset positions of its images, so a file that cannot be
+decoded is skipped and reported instead of shifting every later sample.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from bnnr_core.errors import BnnrError
+
+if TYPE_CHECKING:
+    import torch
+
+    from bnnr_core.datasets.images import SkippedImage
+
+#: Names ``--data`` accepts besides a folder.
+DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
+#: Image side used for an image folder when neither the checkpoint nor ``--image-size`` says.
+DEFAULT_FOLDER_SIDE = 224
+
+Batches = Iterator[tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]]
+
+
+@attrs.frozen(kw_only=True)
+class InputSpec:
+    """How images are fed to the model: ``channels``, ``size`` (height, width), normalisation.
+
+    ``source`` says where each fact came from, for the report (``checkpoint``, ``flags``,
+    ``data``, ``default``).
+    """
+
+    channels: int
+    size: tuple[int, int]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    source: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class EvalData:
+    """The evaluation set: labels, ids and a way to iterate over its images in batches."""
+
+    #: ``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` or ``image_folder``.
+    source: str
+    #: What the user passed (a name or a path).
+    location: str
+    #: The evaluated split (``eval``, ``val``, ``.`` for a plain ImageFolder tree, ...).
+    split: str
+    class_names: tuple[str, ...]
+    #: ``(N,)`` class index of every sample, in dataset order.
+    labels: np.ndarray
+    #: One id per sample: the path relative to the data root, or ``<source>:<split>:<index>``.
+    sample_ids: tuple[str, ...]
+    #: Channels and ``(height, width)`` of the images as stored (``None`` for files: each file
+    #: has its own).
+    native_channels: int | None
+    native_size: tuple[int, int] | None
+    #: Size of the training split, when the data has one (kept for cross-split checks).
+    train_samples: int | None = None
+    #: Folders next to the evaluated split that are not used.
+    ignored_folders: tuple[str, ...] = ()
+    _iterate: Callable[[InputSpec, int, int], Batches] = attrs.field(repr=False, alias="iterate")
+    #: Files that could not be decoded; filled while iterating.
+    skipped: list[SkippedImage] = attrs.field(factory=list)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(self, spec: InputSpec, *, batch_size: int, workers: int = 0) -> Batches:
+        """Yield ``(images, labels, indices)`` with images shaped and normalised per ``spec``."""
+        self.skipped.clear()
+        return self._iterate(spec, batch_size, workers)
+
+
+def load_eval_data(
+    data: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> EvalData:
+    """Resolve ``--data`` (a data set name or a folder) without decoding any image yet.
+
+    :raises BnnrError: an unknown name that is not a folder either, a data set whose files are
+        missing, an empty folder or one with a single class.
+    """
+    text = str(data).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _image_folder(path)
+    name = text.lower().replace("-", "_")
+    if name == "digits":
+        return _digits()
+    if name in DATASET_NAMES:
+        return _torchvision(name, data_dir, download)
+    if path.exists():
+        raise BnnrError(
+            f"--data {text} is a file; pass a folder of class sub-folders or one of: "
+            f"{', '.join(DATASET_NAMES)}"
+        )
+    raise BnnrError(
+        f"--data {text} is neither an existing folder nor a known data set; pass a folder of "
+        f"class sub-folders or one of: {', '.join(DATASET_NAMES)}"
+    )
+
+
+def _require_classes(class_names: Sequence[str], labels: np.ndarray, where: str) -> None:
+    present = np.unique(labels)
+    if present.size < 2:
+        only = class_names[int(present[0])] if present.size else "none"
+        raise BnnrError(
+            f"{where} holds images of one class only ({only}); an analysis needs at least two "
+            "classes with images"
+        )
+
+
+def _digits() -> EvalData:
+    from bnnr_core.datasets.digits import load_digits
+
+    split = load_digits("eval")
+    train = load_digits("train")
+    images = split.images[:, None]  # (N, 1, 8, 8)
+    return _arrays(
+        "digits", "digits", "eval", images, split.labels, split.class_names, len(train.labels)
+    )
+
+
+def _torchvision(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> EvalData:
+    from bnnr_core.datasets.torchvision_sets import load_torchvision_dataset
+
+    root = Path(data_dir) if data_dir is not None else Path("data")
+    split = load_torchvision_dataset(name, root, split="eval", download=download)
+    return _arrays(name, name, "eval", split.images, split.labels, split.class_names, None)
+
+
+def _arrays(
+    source: str,
+    location: str,
+    split: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    train_samples: int | None,
+) -> EvalData:
+    labels = np.asarray(labels, dtype=np.int64)
+    _require_classes(class_names, labels, f"the {source} evaluation split")
+    native_channels, native_size = (
+        int(images.shape[1]),
+        (int(images.shape[2]), int(images.shape[3])),
+    )
+
+    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
+        import torch
+
+        for start in range(0, images.shape[0], batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            batch = _fit(chunk.to(torch.float32).div_(255.0), spec)
+            stop = start + chunk.shape[0]
+            yield (
+                batch,
+                torch.from_numpy(labels[start:stop]),
+                torch.arange(start, stop, dtype=torch.int64),
+            )
+
+    return EvalData(
+        source=source,
+        location=location,
+        split=split,
+        class_names=tuple(class_names),
+        labels=labels,
+        sample_ids=tuple(f"{source}:{split}:{index}" for index in range(labels.shape[0])),
+        native_channels=native_channels,
+        native_size=native_size,
+        train_samples=train_samples,
+        iterate=iterate,
+    )
+
+
+def _fit(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Float images in ``[0, 1]`` brought to ``spec``: channels, size, normalisation."""
+    import torch.nn.functional as F
+
+    channels = images.shape[1]
+    if channels != spec.channels:
+        if channels == 1:
+            images = images.expand(-1, spec.channels, -1, -1)
+        elif spec.channels == 1:
+            # ITU-R BT.601 luma, what PIL's convert("L") uses for files.
+            weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images * weights).sum(dim=1, keepdim=True)
+        else:  # pragma: no cover - check_input_spec rejects this before any batch
+            raise BnnrError(f"cannot turn {channels}-channel images into {spec.channels}")
+    if tuple(images.shape[-2:]) != spec.size:
+        images = F.interpolate(images, size=spec.size, mode="bilinear", align_corners=False)
+    if spec.mean is not None and spec.std is not None:
+        mean = images.new_tensor(spec.mean).view(1, -1, 1, 1)
+        std = images.new_tensor(spec.std).view(1, -1, 1, 1)
+        images = (images - mean) / std
+    return images.contiguous()
+
+
+def _image_folder(path: Path) -> EvalData:
+    from bnnr_core.datasets.imagefolder import resolve_image_folder
+
+    layout = resolve_image_folder(path)
+    split = layout.eval_split
+    labels = np.asarray(split.labels, dtype=np.int64)
+    _require_classes(layout.class_names, labels, f"{split.root}")
+    files = split.files
+
+    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
+        from bnnr_core.datasets.images import ImageFileDataset, iter_image_batches
+
+        dataset = ImageFileDataset(files, split.labels, channels=spec.channels, size=spec.size)
+        for batch in iter_image_batches(
+            dataset, batch_size=batch_size, num_workers=workers, mean=spec.mean, std=spec.std
+        ):
+            skipped.extend(batch.skipped)
+            if batch.images.shape[0]:
+                yield batch.images, batch.labels, batch.indices
+
+    skipped: list[Any] = []
+    data = EvalData(
+        source="image_folder",
+        location=str(path),
+        split=split.name,
+        class_names=layout.class_names,
+        labels=labels,
+        sample_ids=tuple(_relative(file, layout.root) for file in files),
+        native_channels=None,
+        native_size=None,
+        train_samples=len(layout.train_split) if layout.train_split is not None else None,
+        ignored_folders=layout.ignored_folders,
+        iterate=iterate,
+        skipped=skipped,
+    )
+    return data
+
+
+def _relative(file: Path, root: Path) -> str:
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:
+        return file.as_posix()
+
+
+def input_spec(
+    data: EvalData,
+    *,
+    model_channels: int | None,
+    model_input_size: tuple[int, int, int] | None,
+    model_mean: Sequence[float] | None,
+    model_std: Sequence[float] | None,
+    image_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> InputSpec:
+    """Decide channels, size and normalisation: the checkpoint first, then the flags, then the
+    data itself; an image folder with none of these is read at
+    :data:`DEFAULT_FOLDER_SIDE` pixels.
+
+    :raises BnnrError: for flags that contradict each other or the model.
+    """
+    source: dict[str, str] = {}
+    norm_mean: tuple[float, ...] | None
+    norm_std: tuple[float, ...] | None
+    if model_input_size is not None:
+        channels, height, width = model_input_size
+        size = (height, width)
+        source["channels"] = source["size"] = "checkpoint"
+        if image_size is not None and tuple(image_size) != size:
+            raise BnnrError(
+                f"--image-size {image_size[0]}x{image_size[1]} contradicts the checkpoint, which "
+                f"was trained on {height}x{width} images; drop --image-size"
+            )
+    else:
+        channels = model_channels or data.native_channels or 3
+        source["channels"] = (
+            "checkpoint" if model_channels else "data" if data.native_channels else "default"
+        )
+        if image_size is not None:
+            size, source["size"] = (int(image_size[0]), int(image_size[1])), "flags"
+        elif data.native_size is not None:
+            size, source["size"] = data.native_size, "data"
+        else:
+            size, source["size"] = (DEFAULT_FOLDER_SIDE, DEFAULT_FOLDER_SIDE), "default"
+    if data.native_channels is not None and data.native_channels not in (1, channels):
+        raise BnnrError(
+            f"the model takes {channels}-channel images but {data.location} has "
+            f"{data.native_channels}-channel images; use a model trained on this data"
+        )
+    if (mean is None) != (std is None):
+        raise BnnrError("give both --mean and --std, or neither")
+    if model_mean is not None and model_std is not None:
+        if mean is not None and (
+            tuple(mean) != tuple(model_mean) or tuple(std or ()) != tuple(model_std)
+        ):
+            raise BnnrError(
+                "--mean/--std contradict the normalisation stored in the checkpoint; drop them"
+            )
+        norm_mean, norm_std, source["normalisation"] = (
+            tuple(model_mean),
+            tuple(model_std),
+            "checkpoint",
+        )
+    elif mean is not None and std is not None:
+        norm_mean, norm_std, source["normalisation"] = tuple(mean), tuple(std), "flags"
+    else:
+        norm_mean = norm_std = None
+        source["normalisation"] = "none"
+    for name, values in (("mean", norm_mean), ("std", norm_std)):
+        if values is not None and len(values) not in (1, channels):
+            raise BnnrError(
+                f"--{name} needs 1 or {channels} values (one per channel), got {len(values)}"
+            )
+    if norm_std is not None and min(norm_std) <= 0:
+        raise BnnrError("--std values must be positive")
+    if norm_mean is not None and norm_std is not None and len(norm_mean) == 1 and channels > 1:
+        norm_mean, norm_std = norm_mean * channels, norm_std * channels
+    return InputSpec(channels=channels, size=size, mean=norm_mean, std=norm_std, source=source)

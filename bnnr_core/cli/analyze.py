@@ -1,0 +1,411 @@
+"""``bnnr analyze``: diagnose a trained classifier on a folder of images or a known data set."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
+
+from bnnr_core.analysis.progress import Progress
+from bnnr_core.cli.context import plugin_host
+from bnnr_core.errors import BnnrError
+
+if TYPE_CHECKING:
+    from bnnr_core.analysis.engine import AnalysisResult
+    from bnnr_core.plugins import PluginHost
+
+#: ``--fail-on`` levels and the health statuses that fail each.
+FAIL_ON = {"warning": ("warning", "critical"), "critical": ("critical",)}
+
+
+def _floats(_ctx: click.Context, param: click.Parameter, value: Any) -> tuple[float, ...] | None:
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        numbers = tuple(float(part) for part in str(value).split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if not numbers:
+        raise click.BadParameter("expected at least one number")
+    return numbers
+
+
+def _size(_ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, int] | None:
+    if value is None or isinstance(value, tuple):
+        return value
+    text = str(value).lower().replace("×", "x")
+    try:
+        parts = [int(part) for part in text.split("x")]
+    except ValueError:
+        raise click.BadParameter(f"expected N or HxW, e.g. 224 or 160x224, got {value!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise click.BadParameter(f"expected N or HxW with positive numbers, got {value!r}")
+    return (parts[0], parts[-1])
+
+
+def _folds(_ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value == 1 or value < 0:
+        raise click.BadParameter("use 0 (off) or at least 2 folds")
+    return value
+
+
+def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by ``bnnr analyze`` (and commands that analyze a model)."""
+    options = [
+        click.option(
+            "--task",
+            default="classification",
+            show_default=True,
+            help="Task plugin: classification or multilabel.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Images per inference batch.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Processes decoding image files (0: decode in this process).",
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="auto, cpu, cuda or cuda:N; asking for CUDA without one is an error.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of bootstrap intervals and folds; same seed, same report.",
+        ),
+        click.option(
+            "--cv-folds",
+            type=int,
+            default=0,
+            show_default=True,
+            callback=_folds,
+            help="Split the cached predictions into K stratified folds and report "
+            "metric spread (no retraining).",
+        ),
+        click.option(
+            "--bootstrap",
+            "n_bootstrap",
+            type=click.IntRange(min=1),
+            default=1000,
+            show_default=True,
+            help="Bootstrap resamples for the 95% intervals.",
+        ),
+        click.option("--no-xai", is_flag=True, help="Skip saliency maps."),
+        click.option("--no-data-quality", is_flag=True, help="Skip the data-quality checks."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command()
+@click.option(
+    "-m",
+    "--model",
+    "model_path",
+    required=True,
+    metavar="FILE",
+    help="Model file: BNNR checkpoint, TorchScript, .pt2 program or a state dict (with --arch).",
+)
+@click.option(
+    "-d",
+    "--data",
+    required=True,
+    metavar="FOLDER|NAME",
+    help="Image folder (class sub-folders, or train/ and val/ splits), or digits, "
+    "mnist, fashion_mnist, cifar10.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="FOLDER",
+    help="Output folder; an earlier analysis there is replaced as a whole.",
+)
+@click.option(
+    "--arch",
+    help="Architecture of a state dict: small_cnn, resnet18, ... or package.module:factory.",
+)
+@click.option(
+    "--num-classes",
+    type=click.IntRange(min=1),
+    help="Classes of a state dict (inferred from the weights when omitted).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default="data",
+    show_default=True,
+    help="Where mnist, fashion_mnist and cifar10 files are.",
+)
+@click.option("--download", is_flag=True, help="Download mnist/fashion_mnist/cifar10 if missing.")
+@click.option(
+    "--image-size",
+    callback=_size,
+    metavar="N|HxW",
+    help="Input size when the checkpoint does not record it.",
+)
+@click.option(
+    "--mean",
+    callback=_floats,
+    metavar="M[,M,M]",
+    help="Normalisation mean when the checkpoint does not record it.",
+)
+@click.option(
+    "--std",
+    callback=_floats,
+    metavar="S[,S,S]",
+    help="Normalisation std when the checkpoint does not record it.",
+)
+@analysis_options
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of option values (keys as the long option names); flags given on "
+    "the command line win.",
+)
+@click.option(
+    "--summary/--no-summary",
+    default=True,
+    show_default=True,
+    help="Print the health summary (else only the paths written).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(sorted(FAIL_ON)),
+    help="Exit with code 1 when health is at this level or worse (for CI gates).",
+)
+@click.option(
+    "--trust-checkpoint",
+    is_flag=True,
+    help="Allow unpickling a full nn.Module. Only for files you trust: unpickling "
+    "can run arbitrary code.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output on stderr.")
+@click.pass_context
+def analyze(ctx: click.Context, **params: Any) -> None:
+    """Diagnose a trained classifier: metrics with intervals, calibration, confusion, failure
+    patterns, findings, recommendations and a health summary.
+
+    Writes FOLDER/analysis_report.json (and every other installed exporter's files).
+    """
+    if params.get("config_path"):
+        params = _apply_config(ctx, params)
+    host = plugin_host(ctx)
+    result, written = run_analysis(host, params, command_line=sys.argv)
+    _print_outcome(result, written, summary=params["summary"])
+    _gate(result, params.get("fail_on"))
+
+
+def run_analysis(
+    host: PluginHost, params: dict[str, Any], *, command_line: Sequence[str] = ()
+) -> tuple[AnalysisResult, list[Path]]:
+    """Check the output folder, load model and data, analyze, write. Shared with ``bnnr demo``."""
+    from bnnr_core.analysis.data import input_spec, load_eval_data
+    from bnnr_core.analysis.engine import AnalyzeOptions, analyze
+    from bnnr_core.analysis.output import check_output_dir, write_report
+    from bnnr_core.modelio.loader import load_model
+
+    progress = _CliProgress(quiet=params.get("quiet", False))
+    output = check_output_dir(params["output"])
+    progress.stage("load_model")
+    loaded = load_model(
+        params["model_path"],
+        host=host,
+        arch=params.get("arch"),
+        num_classes=params.get("num_classes"),
+        trust_checkpoint=params.get("trust_checkpoint", False),
+        device=params.get("device", "auto"),
+    )
+    progress.stage("load_data")
+    data = load_eval_data(
+        params["data"], data_dir=params.get("data_dir"), download=params.get("download", False)
+    )
+    spec = input_spec(
+        data,
+        model_channels=loaded.in_channels,
+        model_input_size=loaded.input_size,
+        model_mean=loaded.mean,
+        model_std=loaded.std,
+        image_size=params.get("image_size"),
+        mean=params.get("mean"),
+        std=params.get("std"),
+    )
+    options = AnalyzeOptions(
+        task=params.get("task", "classification"),
+        seed=params.get("seed", 0),
+        cv_folds=params.get("cv_folds", 0),
+        n_bootstrap=params.get("n_bootstrap", 1000),
+        batch_size=params.get("batch_size", 64),
+        workers=params.get("workers", 0),
+        xai=not params.get("no_xai", False),
+        data_quality=not params.get("no_data_quality", False),
+    )
+    result = analyze(
+        loaded,
+        data,
+        spec,
+        host=host,
+        options=options,
+        progress=progress,
+        command_line=list(command_line),
+    )
+    progress.stage("write")
+    written = write_report(result.report, output, host=host)
+    return result, written
+
+
+def _apply_config(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Values from ``--config`` for every option not given on the command line."""
+    import yaml
+
+    path = Path(params["config_path"])
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BnnrError(f"cannot read --config {path}: {problem}") from exc
+    if document is None:
+        return params
+    if not isinstance(document, dict):
+        raise BnnrError(f"--config {path} must hold a mapping of option names to values")
+    by_name = {
+        param.name: param
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and param.name not in {"config_path"}
+    }
+    aliases = {"model": "model_path", "bootstrap": "n_bootstrap"}
+    merged = dict(params)
+    for raw_key, value in document.items():
+        key = aliases.get(str(raw_key).replace("-", "_"), str(raw_key).replace("-", "_"))
+        param = by_name.get(key)
+        if param is None:
+            known = sorted({next((a for a, n in aliases.items() if n == k), k) for k in by_name})
+            raise BnnrError(
+                f"--config {path}: unknown option {raw_key!r}; known options: {', '.join(known)}"
+            )
+        if ctx.get_parameter_source(key) is not click.core.ParameterSource.DEFAULT:
+            continue
+        try:
+            converted = param.type_cast_value(ctx, value)
+            if param.callback is not None:
+                converted = param.callback(ctx, param, converted)
+        except click.BadParameter as exc:
+            raise BnnrError(f"--config {path}: {raw_key}: {exc.message}") from exc
+        merged[key] = converted
+    return merged
+
+
+class _CliProgress(Progress):
+    """Stage lines and an inference progress bar on stderr (nothing with ``--quiet``)."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "load_model": "loading model",
+        "load_data": "reading data",
+        "check": "checking model against data",
+        "inference": "running inference",
+        "task_sections": "computing metrics and intervals",
+        "failure_detectors": "detecting failure patterns",
+        "findings": "writing findings and summary",
+        "write": "writing report",
+    }
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar: Any = None
+
+    def stage(self, name: str) -> None:
+        if not self.quiet and name != "inference":
+            click.echo(f"[analyze] {self.LABELS.get(name, name)}...", err=True)
+
+    def batches(self, total: int) -> Callable[[int], None]:
+        if self.quiet:
+            return lambda _n: None
+        self._bar = click.progressbar(
+            length=total, label="[analyze] running inference", file=sys.stderr, width=30
+        )
+        self._bar.__enter__()
+        return self._bar.update
+
+    def done(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The human summary of a report: health, headline metrics with intervals, findings,
+    actions."""
+    summary = report.get("executive_summary", {})
+    metrics = report.get("metrics", {})
+    intervals = report.get("metrics_ci", {}).get("intervals", {})
+    rule = "=" * 64
+    lines = [rule, "  BNNR ANALYZE SUMMARY", rule]
+    lines.append(
+        f"  Health            : {str(summary.get('health_status', '?')).upper()} "
+        f"(score {summary.get('health_score', 0):.2f})"
+    )
+    unchecked = summary.get("unchecked_sections") or []
+    if unchecked:
+        lines.append(f"  Not checked       : {', '.join(unchecked)} (see analysis_scope)")
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "ece"):
+        if name not in metrics:
+            continue
+        interval = intervals.get(name)
+        spread = (
+            f"  [95% CI {_percent(interval['low'])} - {_percent(interval['high'])}]"
+            if interval
+            else ""
+        )
+        lines.append(f"  {name:<18}: {_percent(metrics[name])}{spread}")
+    findings = summary.get("key_findings") or []
+    lines.append("-" * 64)
+    lines.append("  Key findings:")
+    lines.extend(f"    - {text}" for text in findings)
+    actions = summary.get("top_actions") or []
+    if actions:
+        lines.append("  Top actions:")
+        lines.extend(f"    - {text}" for text in actions)
+    return lines
+
+
+def _print_outcome(result: AnalysisResult, written: list[Path], *, summary: bool) -> None:
+    if summary:
+        for line in summary_lines(result.report):
+            click.echo(line)
+        click.echo("-" * 64)
+    output = written[0].parent if written else None
+    click.echo(f"Analysis saved to {output}")
+    for path in written:
+        click.echo(f"  {path}")
+
+
+def _gate(result: AnalysisResult, fail_on: str | None) -> None:
+    from bnnr_core.cli import EXIT_GATE_FAILED
+
+    if fail_on is None:
+        return
+    status = result.report["executive_summary"].get("health_status")
+    if status in FAIL_ON[fail_on]:
+        click.echo(f"Health is {status}: the --fail-on {fail_on} gate failed.", err=True)
+        raise click.exceptions.Exit(EXIT_GATE_FAILED)
