@@ -82,7 +82,26 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         "cohen_kappa": cohen_kappa_score(labels, predicted),
         "loss": log_loss(labels, probabilities, labels=classes),
         "confusion": sk_confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "recall": recall_score(labels, predicted, average=None, labels=classes, zero_division=0),
+        "probabilities": probabilities,
+        "labels": labels,
     }
+
+
+def hand_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error with a plain loop over right-closed bins."""
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [
+            (c, ok)
+            for c, ok in zip(confidence, correct, strict=True)
+            if (low < c <= high) or (b == 0 and c == 0)
+        ]
+        if members:
+            gap = abs(np.mean([ok for _, ok in members]) - np.mean([c for c, _ in members]))
+            total += len(members) / len(confidence) * gap
+    return total
 
 
 def assert_matches(report: dict[str, Any], expected: dict[str, Any], *, tol: float = 1e-6) -> None:
@@ -97,6 +116,37 @@ def assert_matches(report: dict[str, Any], expected: dict[str, Any], *, tol: flo
         assert report["metrics"][name] == pytest.approx(expected[name], abs=tol), name
     assert report["metrics"]["loss"] == pytest.approx(expected["loss"], abs=1e-4)
     assert report["confusion"]["matrix"] == expected["confusion"]
+    labels, probabilities = expected["labels"], expected["probabilities"]
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    for index, recall in enumerate(expected["recall"]):
+        if (labels == index).any():
+            entry = report["per_class_accuracy"][str(index)]
+            assert entry["accuracy"] == pytest.approx(recall, abs=tol)
+            assert entry["support"] == int((labels == index).sum())
+    classes = probabilities.shape[1]
+    assert [report["true_distribution"][str(c)] for c in range(classes)] == np.bincount(
+        labels, minlength=classes
+    ).tolist()
+    assert [report["pred_distribution"][str(c)] for c in range(classes)] == np.bincount(
+        predicted, minlength=classes
+    ).tolist()
+    ece = hand_ece(confidence, predicted == labels)
+    assert report["calibration_summary"]["ece"] == pytest.approx(ece, abs=1e-5)
+    assert report["metrics"]["ece"] == pytest.approx(ece, abs=1e-5)
+    wrong = np.flatnonzero(predicted != labels)
+    if wrong.size:
+        worst = wrong[np.argmax(confidence[wrong])]
+        first = report["confident_errors"][0]
+        # Digits ids end in ":<index>"; the digit PNGs are named after that index, the RGB
+        # folder files after their position within their class of 6.
+        assert first["sample_id"].rsplit(":", 1)[-1].rsplit("/", 1)[-1] in {
+            str(worst),
+            f"{worst:04d}.png",
+            f"{worst % 6}.png",
+        }
+        assert first["true_label"] == int(labels[worst])
+        assert first["confidence"] == pytest.approx(confidence[worst], abs=1e-6)
+    assert len(report["confident_errors"]) == min(20, wrong.size)
 
 
 @pytest.fixture(scope="module")
@@ -313,18 +363,7 @@ def test_config_file_supplies_options_and_flags_win(
     config = tmp_path / "analyze.yaml"
     config.write_text(f"model: {digits_checkpoint}\ndata: digits\ncv-folds: 4\nseed: 3\n")
     output = tmp_path / "out"
-    result = invoke(
-        "--model",
-        str(digits_checkpoint),
-        "--data",
-        "digits",
-        "--output",
-        str(output),
-        "--config",
-        str(config),
-        "--seed",
-        "5",
-    )
+    result = invoke("--output", str(output), "--config", str(config), "--seed", "5")
     assert result.exit_code == 0, result.output
     report = report_of(output)
     assert report["cv_results"]["n_folds"] == 4
@@ -632,6 +671,12 @@ def test_bad_options(
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_required_options(tmp_path: Path) -> None:
+    result = invoke("--data", "digits", "--output", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert "Missing option '--model'" in result.output and "Traceback" not in result.output
 
 
 def test_bad_config_files(digits_checkpoint: Path, tmp_path: Path) -> None:

@@ -118,24 +118,22 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
     "-m",
     "--model",
     "model_path",
-    required=True,
     metavar="FILE",
-    help="Model file: BNNR checkpoint, TorchScript, .pt2 program or a state dict (with --arch).",
+    help="Required. Model file: BNNR checkpoint, TorchScript, .pt2 program or a state dict "
+    "(with --arch).",
 )
 @click.option(
     "-d",
     "--data",
-    required=True,
     metavar="FOLDER|NAME",
-    help="Image folder (class sub-folders, or train/ and val/ splits), or digits, "
+    help="Required. Image folder (class sub-folders, or train/ and val/ splits), or digits, "
     "mnist, fashion_mnist, cifar10.",
 )
 @click.option(
     "-o",
     "--output",
-    required=True,
     metavar="FOLDER",
-    help="Output folder; an earlier analysis there is replaced as a whole.",
+    help="Required. Output folder; an earlier analysis there is replaced as a whole.",
 )
 @click.option(
     "--arch",
@@ -207,6 +205,9 @@ def analyze(ctx: click.Context, **params: Any) -> None:
     """
     if params.get("config_path"):
         params = _apply_config(ctx, params)
+    for key, flag in (("model_path", "--model"), ("data", "--data"), ("output", "--output")):
+        if not params.get(key):
+            raise click.UsageError(f"Missing option '{flag}' (give it here or in --config).")
     host = plugin_host(ctx)
     result, written = run_analysis(host, params, command_line=sys.argv)
     _print_outcome(result, written, summary=params["summary"])
