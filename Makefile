@@ -26,7 +26,18 @@ demo: $(STAMP)
 	$(BIN)/bnnr plugins list
 	$(BIN)/bnnr demo --output $(DEMO_OUT)
 
-test: $(STAMP)
+# The browser tests of report.html (tests/test_report_browser.py) need Debian's chromium.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+		else echo "make test needs Debian's chromium: run 'apt-get install chromium' as root" >&2; exit 1; fi; \
+		echo "Installing chromium for the browser tests of report.html"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory check
 

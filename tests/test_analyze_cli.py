@@ -37,8 +37,11 @@ from bnnr_core.plugins import load_plugins
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["analyze", "--quiet", *args], catch_exceptions=False)
+def invoke(*args: str, full: bool = False) -> Result:
+    """``bnnr analyze --quiet ARGS``; saliency and data quality only with ``full`` (they have
+    their own tests; the report's other sections do not depend on them)."""
+    light = [] if full else ["--no-xai", "--no-data-quality"]
+    return CliRunner().invoke(cli, ["analyze", "--quiet", *light, *args], catch_exceptions=False)
 
 
 def report_of(output: Path) -> dict[str, Any]:
@@ -174,6 +177,7 @@ def digits_report(digits_checkpoint: Path, tmp_path_factory: pytest.TempPathFact
         str(output),
         "--cv-folds",
         "3",
+        full=True,
     )
     assert result.exit_code == 0, result.output
     return output
@@ -214,14 +218,30 @@ def test_bnnr_checkpoint_on_digits_matches_an_independent_computation(
     assert not (digits_report / "events.jsonl").exists()
 
 
-def test_every_section_is_present_and_sections_not_run_say_why(digits_report: Path) -> None:
+def test_every_section_is_present_and_xai_and_data_quality_ran(digits_report: Path) -> None:
     report = report_of(digits_report)
     sections = report["analysis_scope"]["sections"]
-    for key in ("xai", "data_quality"):
-        assert sections[key]["status"] in {"skipped", "disabled"}
-        assert sections[key]["reason"]
-    for key in ("xai_insights", "xai_diagnoses", "confusion_pair_xai", "best_worst_examples"):
-        assert report[key] in ({}, [])
+    for key in ("xai", "data_quality", "failure_patterns", "metrics", "cv_results"):
+        assert sections[key]["status"] == "ok", (key, sections[key])
+    for key in (
+        "xai_quality_summary",
+        "xai_quality_per_class",
+        "xai_examples_per_class",
+        "confusion_pair_xai",
+        "best_worst_examples",
+        "data_quality",
+        "data_quality_summary",
+    ):
+        assert report[key], key
+    overlays = [
+        value
+        for entries in report["xai_examples_per_class"].values()
+        for entry in entries
+        for key, value in entry.items()
+        if key.endswith("_path") and value
+    ]
+    assert overlays and all((digits_report / path).is_file() for path in overlays)
+    assert (digits_report / "report.html").is_file()
     summary = report["executive_summary"]
     assert summary["health_status"] in {"ok", "warning", "critical"}
     assert 0.0 <= summary["health_score"] <= 1.0
@@ -230,6 +250,26 @@ def test_every_section_is_present_and_sections_not_run_say_why(digits_report: Pa
         assert set(recommendation["linked_finding_ids"]) <= finding_ids
     for finding in report["findings"]:
         assert finding["evidence"] and finding["interpretation"]
+
+
+def test_sections_turned_off_are_empty_and_say_why(digits_checkpoint: Path, tmp_path: Path) -> None:
+    result = invoke("-m", str(digits_checkpoint), "-d", "digits", "-o", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    report = report_of(tmp_path / "o")
+    sections = report["analysis_scope"]["sections"]
+    assert sections["xai"] == {"status": "disabled", "reason": "turned off with --no-xai"}
+    assert sections["data_quality"]["reason"] == "turned off with --no-data-quality"
+    for key in (
+        "xai_insights",
+        "xai_diagnoses",
+        "confusion_pair_xai",
+        "best_worst_examples",
+        "data_quality",
+        "data_quality_summary",
+    ):
+        assert report[key] in ({}, [])
+    assert not (tmp_path / "o" / "artifacts").exists()
+    assert set(report["executive_summary"]["unchecked_sections"]) == {"xai", "data_quality"}
 
 
 def test_summary_on_stdout_names_health_metrics_and_paths(
@@ -402,6 +442,8 @@ def test_fail_on_gate_exits_1_after_writing_the_report(tmp_path: Path) -> None:
             str(output),
             "--fail-on",
             "critical",
+            "--no-xai",
+            "--no-data-quality",
         ],
     )
     assert result.exit_code == 1, result.output
@@ -518,6 +560,7 @@ def test_folder_of_only_corrupt_images(digits_checkpoint: Path, tmp_path: Path) 
     )
     assert_one_sentence_error(result, "could be decoded")
     assert not (tmp_path / "o").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging
 
 
 class _NanAfter(torch.nn.Module):
@@ -552,6 +595,7 @@ def test_nan_logits_for_every_image(tmp_path: Path) -> None:
     )
     assert_one_sentence_error(result, "non-finite")
     assert not (tmp_path / "o").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging
 
 
 def test_nan_logits_for_some_images_are_excluded_and_counted(tmp_path: Path) -> None:
@@ -603,7 +647,7 @@ def test_output_holding_other_files_is_never_touched(
 def test_earlier_analysis_is_replaced_as_a_whole(digits_checkpoint: Path, tmp_path: Path) -> None:
     output = tmp_path / "out"
     assert invoke("-m", str(digits_checkpoint), "-d", "digits", "-o", str(output)).exit_code == 0
-    (output / "artifacts").mkdir()
+    (output / "artifacts").mkdir(exist_ok=True)
     (output / "artifacts" / "stale.png").write_bytes(b"old overlay")
     assert invoke("-m", str(digits_checkpoint), "-d", "digits", "-o", str(output)).exit_code == 0
     assert not (output / "artifacts" / "stale.png").exists()

@@ -119,7 +119,7 @@ def test_plugins_list_hook_filter() -> None:
         cli, ["plugins", "list", "--json", "--hook", "bnnr_register_exporters"]
     )
     names = [item["name"] for item in json.loads(result.output)]
-    assert names == ["json_exporter"]
+    assert names == ["html_exporter", "json_exporter"]
 
 
 @pytest.fixture

@@ -19,7 +19,16 @@ from bnnr_core.hooks import BnnrHooks
 from bnnr_core.plugins import load_plugins
 from bnnr_core.testing import fake_entry_point, lazy
 
-BUILTINS = {"classification", "multilabel", "json_exporter", "models", "failures"}
+BUILTINS = {
+    "classification",
+    "multilabel",
+    "json_exporter",
+    "html_exporter",
+    "models",
+    "failures",
+    "data_quality",
+    "xai",
+}
 
 
 def _plugin(name: str, **functions: Any) -> types.ModuleType:

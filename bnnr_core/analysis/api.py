@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bnnr_core.analysis.data import EvalData, input_spec, load_eval_data
@@ -14,6 +13,7 @@ from bnnr_core.analysis.engine import analyze as run_engine
 if TYPE_CHECKING:
     from torch import nn
 
+    from bnnr_core.analysis.output import Staging
     from bnnr_core.plugins import PluginHost
 
 
@@ -49,12 +49,50 @@ def analyze(
     :returns: the report document and the cached :class:`Evaluation`.
     :raises BnnrError: for every input problem the CLI reports (same sentences).
     """
-    from bnnr_core.analysis.output import check_output_dir, write_report
-    from bnnr_core.modelio.loader import LoadedModel, load_model, module_in_channels
+    from bnnr_core.analysis.output import Staging
     from bnnr_core.plugins import load_plugins
 
     host = host or load_plugins()
-    target = check_output_dir(output) if output is not None else None
+    staging = Staging(output) if output is not None else None
+    try:
+        return _analyze(
+            model,
+            data,
+            staging,
+            host=host,
+            arch=arch,
+            num_classes=num_classes,
+            trust_checkpoint=trust_checkpoint,
+            device=device,
+            data_dir=data_dir,
+            image_size=image_size,
+            mean=mean,
+            std=std,
+            options=options,
+        )
+    finally:
+        if staging is not None:
+            staging.discard()
+
+
+def _analyze(
+    model: nn.Module | str | os.PathLike[str],
+    data: str | os.PathLike[str] | EvalData,
+    staging: Staging | None,
+    *,
+    host: PluginHost,
+    arch: str | None,
+    num_classes: int | None,
+    trust_checkpoint: bool,
+    device: str,
+    data_dir: str | os.PathLike[str] | None,
+    image_size: tuple[int, int] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    options: dict[str, Any],
+) -> AnalysisResult:
+    from bnnr_core.modelio.loader import LoadedModel, load_model, module_in_channels
+
     if isinstance(model, (str, os.PathLike)):
         loaded = load_model(
             model,
@@ -86,7 +124,14 @@ def analyze(
         mean=mean,
         std=std,
     )
-    result = run_engine(loaded, evaluation_data, spec, host=host, options=AnalyzeOptions(**options))
-    if target is not None:
-        write_report(result.report, Path(target), host=host)
+    result = run_engine(
+        loaded,
+        evaluation_data,
+        spec,
+        host=host,
+        options=AnalyzeOptions(**options),
+        artifacts_dir=staging.artifacts if staging is not None else None,
+    )
+    if staging is not None:
+        staging.commit(result.report, host=host)
     return result

@@ -54,6 +54,25 @@ class InputSpec:
 
 
 @attrs.frozen(kw_only=True, eq=False)
+class SplitSource:
+    """The raw images of one split, as files or as an array, for checks that read pixels as
+    stored (data quality) rather than as the model sees them."""
+
+    #: ``eval``, ``val``, ``train``, ...
+    name: str
+    #: ``(N,)`` class index of every sample.
+    labels: np.ndarray
+    sample_ids: tuple[str, ...]
+    #: Image files (image folders), or ``None``.
+    files: tuple[Path, ...] | None = None
+    #: uint8 ``(N, C, H, W)`` images (array data sets), or ``None``.
+    arrays: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@attrs.frozen(kw_only=True, eq=False)
 class EvalData:
     """The evaluation set: labels, ids and a way to iterate over its images in batches."""
 
@@ -77,6 +96,12 @@ class EvalData:
     #: Folders next to the evaluated split that are not used.
     ignored_folders: tuple[str, ...] = ()
     _iterate: Callable[[InputSpec, int, int], Batches] = attrs.field(repr=False, alias="iterate")
+    #: The evaluated split's raw images.
+    raw: SplitSource = attrs.field(repr=False)
+    #: Loads the training split's raw images on demand (``None`` when there is none).
+    _train: Callable[[], SplitSource | None] = attrs.field(
+        repr=False, alias="train", default=lambda: None
+    )
     #: Files that could not be decoded; filled while iterating.
     skipped: list[SkippedImage] = attrs.field(factory=list)
 
@@ -88,6 +113,46 @@ class EvalData:
         """Yield ``(images, labels, indices)`` with images shaped and normalised per ``spec``."""
         self.skipped.clear()
         return self._iterate(spec, batch_size, workers)
+
+    def images(self, indices: Sequence[int] | np.ndarray, spec: InputSpec) -> torch.Tensor:
+        """The images at dataset positions ``indices``, as the model sees them (``spec``).
+
+        For the few images a later step needs again (saliency maps); positions must be images
+        that decoded before (the rows of an evaluation).
+        """
+        import torch
+
+        positions = [int(i) for i in np.asarray(indices).reshape(-1)]
+        if not positions:
+            return torch.empty((0, spec.channels, *spec.size))
+        if self.raw.arrays is not None:
+            chunk = torch.from_numpy(np.ascontiguousarray(self.raw.arrays[positions]))
+            return _fit(chunk.to(torch.float32).div_(255.0), spec)
+        from bnnr_core.datasets.images import ImageBatchCollator, ImageFileDataset
+
+        files = self.raw.files or ()
+        dataset = ImageFileDataset(
+            [files[i] for i in positions],
+            [int(self.labels[i]) for i in positions],
+            channels=spec.channels,
+            size=spec.size,
+        )
+        batch = ImageBatchCollator(
+            channels=spec.channels, size=spec.size, mean=spec.mean, std=spec.std
+        )([dataset[i] for i in range(len(dataset))])
+        if batch.skipped:
+            raise BnnrError(
+                f"{batch.skipped[0].path} can no longer be read ({batch.skipped[0].reason})"
+            )
+        return batch.images
+
+    def train_source(self) -> SplitSource | None:
+        """The training split's raw images, loaded now; ``None`` when the data has none or it
+        cannot be read (it is only used for cross-split checks)."""
+        try:
+            return self._train()
+        except BnnrError:
+            return None
 
 
 def load_eval_data(
@@ -136,9 +201,19 @@ def _digits() -> EvalData:
 
     split = load_digits("eval")
     train = load_digits("train")
-    images = split.images[:, None]  # (N, 1, 8, 8)
+
+    def train_split() -> SplitSource:
+        return _array_source("digits", "train", train.images[:, None], train.labels)
+
     return _arrays(
-        "digits", "digits", "eval", images, split.labels, split.class_names, len(train.labels)
+        "digits",
+        "digits",
+        "eval",
+        split.images[:, None],  # (N, 1, 8, 8)
+        split.labels,
+        split.class_names,
+        len(train.labels),
+        train_split,
     )
 
 
@@ -147,7 +222,14 @@ def _torchvision(name: str, data_dir: str | os.PathLike[str] | None, download: b
 
     root = Path(data_dir) if data_dir is not None else Path("data")
     split = load_torchvision_dataset(name, root, split="eval", download=download)
-    return _arrays(name, name, "eval", split.images, split.labels, split.class_names, None)
+
+    def train_split() -> SplitSource:
+        train = load_torchvision_dataset(name, root, split="train", download=False)
+        return _array_source(name, "train", train.images, train.labels)
+
+    return _arrays(
+        name, name, "eval", split.images, split.labels, split.class_names, None, train_split
+    )
 
 
 def _arrays(
@@ -158,6 +240,7 @@ def _arrays(
     labels: np.ndarray,
     class_names: Sequence[str],
     train_samples: int | None,
+    train: Callable[[], SplitSource | None],
 ) -> EvalData:
     labels = np.asarray(labels, dtype=np.int64)
     _require_classes(class_names, labels, f"the {source} evaluation split")
@@ -179,17 +262,30 @@ def _arrays(
                 torch.arange(start, stop, dtype=torch.int64),
             )
 
+    raw = _array_source(source, split, images, labels)
     return EvalData(
         source=source,
         location=location,
         split=split,
         class_names=tuple(class_names),
         labels=labels,
-        sample_ids=tuple(f"{source}:{split}:{index}" for index in range(labels.shape[0])),
+        sample_ids=raw.sample_ids,
         native_channels=native_channels,
         native_size=native_size,
         train_samples=train_samples,
         iterate=iterate,
+        raw=raw,
+        train=train,
+    )
+
+
+def _array_source(source: str, split: str, images: np.ndarray, labels: np.ndarray) -> SplitSource:
+    labels = np.asarray(labels, dtype=np.int64)
+    return SplitSource(
+        name=split,
+        labels=labels,
+        sample_ids=tuple(f"{source}:{split}:{index}" for index in range(labels.shape[0])),
+        arrays=images,
     )
 
 
@@ -236,22 +332,33 @@ def _image_folder(path: Path) -> EvalData:
             if batch.images.shape[0]:
                 yield batch.images, batch.labels, batch.indices
 
+    def file_source(image_split: Any) -> SplitSource:
+        return SplitSource(
+            name=image_split.name,
+            labels=np.asarray(image_split.labels, dtype=np.int64),
+            sample_ids=tuple(_relative(file, layout.root) for file in image_split.files),
+            files=tuple(image_split.files),
+        )
+
     skipped: list[Any] = []
-    data = EvalData(
+    raw = file_source(split)
+    train_split = layout.train_split
+    return EvalData(
         source="image_folder",
         location=str(path),
         split=split.name,
         class_names=layout.class_names,
         labels=labels,
-        sample_ids=tuple(_relative(file, layout.root) for file in files),
+        sample_ids=raw.sample_ids,
         native_channels=None,
         native_size=None,
-        train_samples=len(layout.train_split) if layout.train_split is not None else None,
+        train_samples=len(train_split) if train_split is not None else None,
         ignored_folders=layout.ignored_folders,
         iterate=iterate,
+        raw=raw,
+        train=(lambda: file_source(train_split)) if train_split is not None else (lambda: None),
         skipped=skipped,
     )
-    return data
 
 
 def _relative(file: Path, root: Path) -> str:

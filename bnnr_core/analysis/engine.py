@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -109,7 +110,17 @@ class AnalyzeOptions:
     batch_size: int = 64
     workers: int = 0
     xai: bool = True
+    #: ``xai_method`` component to use, or ``auto`` (see docs/xai.md).
+    xai_method: str = "auto"
+    #: Target layer for CAM methods (dotted module name); found automatically when ``None``.
+    xai_layer: str | None = None
+    #: Probe budget: images explained per class-stratified sample.
+    xai_samples: int = 500
+    #: High-confidence errors explained (and listed) at most.
+    max_worst: int = 20
     data_quality: bool = True
+    #: Data-quality thresholds per check: ``{check: {threshold: value}}``.
+    data_quality_config: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -129,8 +140,13 @@ def analyze(
     options: AnalyzeOptions | None = None,
     progress: Progress | None = None,
     command_line: Sequence[str] = (),
+    artifacts_dir: Path | None = None,
 ) -> AnalysisResult:
     """Analyze ``loaded.model`` on ``data`` and return the report document.
+
+    Steps that write files (saliency overlays, thumbnails) write them under ``artifacts_dir``
+    (the ``artifacts/`` folder of the output being staged); report paths are relative to its
+    parent. Without it nothing is written.
 
     :raises BnnrError: model and data do not fit, the task is unknown, or the model produced no
         finite output at all.
@@ -149,6 +165,10 @@ def analyze(
     with timer("check"):
         progress.stage("check")
         task = _task(host, options.task)
+        if options.data_quality and host.available("data_quality_check"):
+            from bnnr_core.analysis.data_quality import validate_config
+
+            validate_config(host, options.data_quality_config)  # a bad threshold fails now
         class_names, label_map = _class_mapping(loaded, data)
         _probe_forward(loaded.model, data, spec, len(class_names))
 
@@ -193,6 +213,7 @@ def analyze(
         predictions=task.decode(predictions.probabilities),
         per_sample_loss=predictions.per_sample_loss,
         embeddings=predictions.embeddings,
+        dataset_indices=indices,
         sample_ids=sample_ids,
         sections=sections,
     )
@@ -208,12 +229,36 @@ def analyze(
         patterns, ran_detectors = _run_detectors(host, evaluation, scope)
     sections_run = {"predictions": ran_detectors}
 
+    extra: dict[str, Any] = {}
     with timer("xai"):
-        sections_run["xai"] = _optional_step(
-            host, "xai", "xai_method", options.xai, "--no-xai", "XAI method", scope
-        )
+        if _step_enabled(host, "xai", "xai_method", options.xai, "--no-xai", "XAI method", scope):
+            progress.stage("xai")
+            from bnnr_core.analysis.xai import XaiOptions, run_xai
+
+            xai = run_xai(
+                host=host,
+                model=loaded.model,
+                evaluation=evaluation,
+                fetch_images=lambda positions: data.images(positions, spec),
+                spec=spec,
+                options=XaiOptions(
+                    method=options.xai_method,
+                    layer=options.xai_layer,
+                    samples=options.xai_samples,
+                    max_worst=options.max_worst,
+                    seed=options.seed,
+                    batch_size=min(options.batch_size, 32),
+                ),
+                artifacts_dir=artifacts_dir,
+                progress=progress,
+            )
+            extra.update(xai.sections)
+            patterns.extend(_checked(xai.patterns, "xai", scope))
+            scope["sections"]["xai"] = xai.scope
+    sections_run["xai"] = _ran(scope, "xai")
+
     with timer("data_quality"):
-        sections_run["data_quality"] = _optional_step(
+        if _step_enabled(
             host,
             "data_quality",
             "data_quality_check",
@@ -221,13 +266,32 @@ def analyze(
             "--no-data-quality",
             "data-quality check",
             scope,
-        )
+        ):
+            progress.stage("data_quality")
+            from bnnr_core.analysis.data_quality import DataQualityOptions, run_data_quality
+
+            quality = run_data_quality(
+                host=host,
+                data=data,
+                evaluation=evaluation,
+                options=DataQualityOptions(
+                    config=options.data_quality_config,
+                    workers=options.workers,
+                    seed=options.seed,
+                ),
+                artifacts_dir=artifacts_dir,
+                progress=progress,
+            )
+            extra.update(quality.sections)
+            patterns.extend(_checked(quality.patterns, "data_quality", scope))
+            scope["sections"]["data_quality"] = quality.scope
+    sections_run["data_quality"] = _ran(scope, "data_quality")
 
     with timer("findings"):
         progress.stage("findings")
         report = _assemble(
             evaluation,
-            sections,
+            {**sections, **extra},
             patterns,
             sections_run,
             getattr(task, "headline_metric", "accuracy"),
@@ -389,7 +453,7 @@ def _run_detectors(
     return patterns, True
 
 
-def _optional_step(
+def _step_enabled(
     host: PluginHost,
     section: str,
     kind: str,
@@ -398,7 +462,7 @@ def _optional_step(
     noun: str,
     scope: dict[str, Any],
 ) -> bool:
-    """Record why an optional step (XAI, data quality) did or did not run."""
+    """Whether an optional step (XAI, data quality) runs; if not, record why."""
     if not enabled:
         scope["sections"][section] = {"status": "disabled", "reason": f"turned off with {flag}"}
         return False
@@ -408,11 +472,26 @@ def _optional_step(
             "reason": f"no {noun} plugin is installed",
         }
         return False
-    scope["sections"][section] = {
-        "status": "skipped",
-        "reason": f"{noun} plugins are installed but analyze does not run them yet",
-    }
-    return False
+    return True
+
+
+def _ran(scope: Mapping[str, Any], section: str) -> bool:
+    return scope["sections"].get(section, {}).get("status") in ("ok", "partial")
+
+
+def _checked(
+    patterns: Sequence[Mapping[str, Any]], section: str, scope: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A step's patterns that pass :func:`check_pattern`; the others are reported."""
+    from bnnr_core.analysis.findings import check_pattern
+
+    kept = []
+    for raw in patterns:
+        try:
+            kept.append(check_pattern(raw))
+        except ValueError as exc:
+            scope.setdefault("notes", []).append(f"a {section} pattern was dropped: {exc}")
+    return kept
 
 
 def _assemble(

@@ -42,6 +42,9 @@ class Evaluation:
     per_sample_loss: np.ndarray
     #: ``(N, D)`` penultimate-layer features, or ``None``.
     embeddings: np.ndarray | None = None
+    #: ``(N,)`` position of each row's image in the data set (rows skip undecodable files, so
+    #: row ``i`` is not always image ``i``); ``None`` when rows and positions coincide.
+    dataset_indices: np.ndarray | None = None
     #: One identifier per sample: the file path relative to the data root, or
     #: ``"<dataset>:<split>:<index>"`` for array data sets.
     sample_ids: tuple[str, ...] = ()

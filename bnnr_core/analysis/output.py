@@ -59,36 +59,46 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def write_report(
-    report: Mapping[str, Any],
-    output: Path,
-    *,
-    host: PluginHost,
-    exporters: Sequence[str] | None = None,
-) -> list[Path]:
-    """Run the exporters into a staging folder, then move it to ``output`` in one rename.
+class Staging:
+    """A hidden folder next to the output that an analysis is built in, then moved into place.
 
-    :param exporters: exporter names; default every installed exporter.
-    :returns: the paths written, inside ``output``.
-    :raises BnnrError: an exporter failed (nothing is written) or the folder cannot be written.
+    Steps write their files (overlays, thumbnails) under :attr:`artifacts`; :meth:`commit` runs
+    the exporters into the same folder and renames it to the output in one step. Used as a
+    context manager, a staging folder that was not committed is removed on exit.
     """
-    names = list(exporters) if exporters is not None else host.available("exporter")
-    if not names:
-        raise BnnrError("no exporter plugin is installed, so the analysis cannot be written")
-    output = check_output_dir(output)
-    parent = output.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent))
-    except OSError as exc:
-        raise BnnrError(f"cannot write to {parent} ({exc.strerror or exc})") from exc
-    try:
-        _apply_umask(staging)
+
+    def __init__(self, output: str | os.PathLike[str]) -> None:
+        self.output = check_output_dir(output)
+        parent = self.output.absolute().parent
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.partial-", dir=parent))
+        except OSError as exc:
+            raise BnnrError(f"cannot write to {parent} ({exc.strerror or exc})") from exc
+        _apply_umask(self.root)
+        self.committed = False
+
+    @property
+    def artifacts(self) -> Path:
+        """``<staging>/artifacts``: report paths are relative to the staging root."""
+        return self.root / "artifacts"
+
+    def commit(
+        self, report: Mapping[str, Any], *, host: PluginHost, exporters: Sequence[str] | None = None
+    ) -> list[Path]:
+        """Run the exporters into the staging folder and move it to the output.
+
+        :param exporters: exporter names; default every installed exporter.
+        :returns: the files the exporters wrote, as paths inside the output.
+        :raises BnnrError: an exporter failed (nothing is written) or the move failed.
+        """
+        names = list(exporters) if exporters is not None else host.available("exporter")
+        if not names:
+            raise BnnrError("no exporter plugin is installed, so the analysis cannot be written")
         written: list[Path] = []
         for name in names:
             component = host.component("exporter", name)
             try:
-                paths = component.create().export(report, staging, artifact_root=staging)
+                paths = component.create().export(report, self.root, artifact_root=self.root)
             except Exception as exc:
                 raise BnnrError(
                     f"exporter {name!r} (plugin {component.plugin}) failed: "
@@ -96,11 +106,36 @@ def write_report(
                     "plugin with BNNR_DISABLE_PLUGINS)"
                 ) from exc
             written.extend(Path(path) for path in paths)
-        _swap_into_place(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return [output / path.relative_to(staging) for path in written]
+        try:
+            _swap_into_place(self.root, self.output)
+        except OSError as exc:
+            raise BnnrError(f"cannot move the analysis into {self.output} ({exc})") from exc
+        self.committed = True
+        return [self.output / path.relative_to(self.root) for path in written]
+
+    def discard(self) -> None:
+        """Remove the staging folder (nothing of it reaches the output)."""
+        if not self.committed:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+
+def write_report(
+    report: Mapping[str, Any],
+    output: str | os.PathLike[str],
+    *,
+    host: PluginHost,
+    exporters: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write a report document into ``output`` through the exporters, all at once (a report
+    with no files of its own; analyses with artifacts use :class:`Staging` directly)."""
+    with Staging(output) as staging:
+        return staging.commit(report, host=host, exporters=exporters)
 
 
 def _apply_umask(folder: Path) -> None:

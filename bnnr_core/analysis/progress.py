@@ -11,8 +11,9 @@ class Progress:
     def stage(self, name: str) -> None:
         """A stage starts."""
 
-    def batches(self, total: int) -> Callable[[int], None]:
-        """Inference over ``total`` batches starts; the returned callable advances it."""
+    def batches(self, total: int, label: str = "running inference") -> Callable[[int], None]:
+        """A loop over ``total`` batches starts (``label`` says what it does); the returned
+        callable advances it by a number of batches."""
         return lambda _n: None
 
     def done(self) -> None:

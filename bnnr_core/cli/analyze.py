@@ -106,6 +106,32 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Bootstrap resamples for the 95% intervals.",
         ),
         click.option("--no-xai", is_flag=True, help="Skip saliency maps."),
+        click.option(
+            "--xai-method",
+            default="auto",
+            show_default=True,
+            help="Saliency method (bnnr plugins list shows them); auto picks the cheapest one "
+            "that is faithful on this model.",
+        ),
+        click.option(
+            "--xai-layer",
+            metavar="MODULE",
+            help="Target layer of CAM methods (dotted module name); found automatically.",
+        ),
+        click.option(
+            "--xai-samples",
+            type=click.IntRange(min=1),
+            default=500,
+            show_default=True,
+            help="Images explained, stratified by class (errors and confused pairs are added).",
+        ),
+        click.option(
+            "--max-worst",
+            type=click.IntRange(min=0),
+            default=20,
+            show_default=True,
+            help="Most confident errors explained and listed.",
+        ),
         click.option("--no-data-quality", is_flag=True, help="Skip the data-quality checks."),
     ]
     for option in reversed(options):
@@ -220,55 +246,61 @@ def run_analysis(
     """Check the output folder, load model and data, analyze, write. Shared with ``bnnr demo``."""
     from bnnr_core.analysis.data import input_spec, load_eval_data
     from bnnr_core.analysis.engine import AnalyzeOptions, analyze
-    from bnnr_core.analysis.output import check_output_dir, write_report
+    from bnnr_core.analysis.output import Staging
     from bnnr_core.modelio.loader import load_model
 
     progress = _CliProgress(quiet=params.get("quiet", False))
-    output = check_output_dir(params["output"])
-    progress.stage("load_model")
-    loaded = load_model(
-        params["model_path"],
-        host=host,
-        arch=params.get("arch"),
-        num_classes=params.get("num_classes"),
-        trust_checkpoint=params.get("trust_checkpoint", False),
-        device=params.get("device", "auto"),
-    )
-    progress.stage("load_data")
-    data = load_eval_data(
-        params["data"], data_dir=params.get("data_dir"), download=params.get("download", False)
-    )
-    spec = input_spec(
-        data,
-        model_channels=loaded.in_channels,
-        model_input_size=loaded.input_size,
-        model_mean=loaded.mean,
-        model_std=loaded.std,
-        image_size=params.get("image_size"),
-        mean=params.get("mean"),
-        std=params.get("std"),
-    )
-    options = AnalyzeOptions(
-        task=params.get("task", "classification"),
-        seed=params.get("seed", 0),
-        cv_folds=params.get("cv_folds", 0),
-        n_bootstrap=params.get("n_bootstrap", 1000),
-        batch_size=params.get("batch_size", 64),
-        workers=params.get("workers", 0),
-        xai=not params.get("no_xai", False),
-        data_quality=not params.get("no_data_quality", False),
-    )
-    result = analyze(
-        loaded,
-        data,
-        spec,
-        host=host,
-        options=options,
-        progress=progress,
-        command_line=list(command_line),
-    )
-    progress.stage("write")
-    written = write_report(result.report, output, host=host)
+    with Staging(params["output"]) as staging:
+        progress.stage("load_model")
+        loaded = load_model(
+            params["model_path"],
+            host=host,
+            arch=params.get("arch"),
+            num_classes=params.get("num_classes"),
+            trust_checkpoint=params.get("trust_checkpoint", False),
+            device=params.get("device", "auto"),
+        )
+        progress.stage("load_data")
+        data = load_eval_data(
+            params["data"], data_dir=params.get("data_dir"), download=params.get("download", False)
+        )
+        spec = input_spec(
+            data,
+            model_channels=loaded.in_channels,
+            model_input_size=loaded.input_size,
+            model_mean=loaded.mean,
+            model_std=loaded.std,
+            image_size=params.get("image_size"),
+            mean=params.get("mean"),
+            std=params.get("std"),
+        )
+        options = AnalyzeOptions(
+            task=params.get("task", "classification"),
+            seed=params.get("seed", 0),
+            cv_folds=params.get("cv_folds", 0),
+            n_bootstrap=params.get("n_bootstrap", 1000),
+            batch_size=params.get("batch_size", 64),
+            workers=params.get("workers", 0),
+            xai=not params.get("no_xai", False),
+            xai_method=params.get("xai_method", "auto"),
+            xai_layer=params.get("xai_layer"),
+            xai_samples=params.get("xai_samples", 500),
+            max_worst=params.get("max_worst", 20),
+            data_quality=not params.get("no_data_quality", False),
+            data_quality_config=params.get("data_quality_config") or {},
+        )
+        result = analyze(
+            loaded,
+            data,
+            spec,
+            host=host,
+            options=options,
+            progress=progress,
+            command_line=list(command_line),
+            artifacts_dir=staging.artifacts,
+        )
+        progress.stage("write")
+        written = staging.commit(result.report, host=host)
     return result, written
 
 
@@ -295,6 +327,11 @@ def _apply_config(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
     merged = dict(params)
     for raw_key, value in document.items():
         key = aliases.get(str(raw_key).replace("-", "_"), str(raw_key).replace("-", "_"))
+        if key == "data_quality":
+            if not isinstance(value, dict):
+                raise BnnrError(f"--config {path}: data_quality must map check names to thresholds")
+            merged["data_quality_config"] = value
+            continue
         param = by_name.get(key)
         if param is None:
             known = sorted({next((a for a, n in aliases.items() if n == k), k) for k in by_name})
@@ -323,6 +360,8 @@ class _CliProgress(Progress):
         "inference": "running inference",
         "task_sections": "computing metrics and intervals",
         "failure_detectors": "detecting failure patterns",
+        "xai": "explaining predictions with saliency maps",
+        "data_quality": "checking data quality",
         "findings": "writing findings and summary",
         "write": "writing report",
     }
@@ -332,14 +371,14 @@ class _CliProgress(Progress):
         self._bar: Any = None
 
     def stage(self, name: str) -> None:
-        if not self.quiet and name != "inference":
+        if not self.quiet and name not in {"inference", "data_quality"}:
             click.echo(f"[analyze] {self.LABELS.get(name, name)}...", err=True)
 
-    def batches(self, total: int) -> Callable[[int], None]:
+    def batches(self, total: int, label: str = "running inference") -> Callable[[int], None]:
         if self.quiet:
             return lambda _n: None
         self._bar = click.progressbar(
-            length=total, label="[analyze] running inference", file=sys.stderr, width=30
+            length=total, label=f"[analyze] {label}", file=sys.stderr, width=30
         )
         self._bar.__enter__()
         return self._bar.update
