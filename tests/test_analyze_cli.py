@@ -736,3 +736,46 @@ def test_bad_config_files(digits_checkpoint: Path, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("cv_folds: many\n")
     assert_one_sentence_error(invoke(*base, "--config", str(wrong)), "cv_folds")
+
+
+def test_unknown_xai_method_lists_the_installed_ones(
+    digits_checkpoint: Path, tmp_path: Path
+) -> None:
+    result = invoke(
+        "-m",
+        str(digits_checkpoint),
+        "-d",
+        "digits",
+        "-o",
+        str(tmp_path / "o"),
+        "--no-data-quality",
+        "--xai-method",
+        "lime",
+        full=True,
+    )
+    assert_one_sentence_error(result, "lime", "gradcam", "saliency")
+    assert not (tmp_path / "o").exists()
+
+
+def test_planted_data_defects_are_reported_with_thumbnails(
+    digits_checkpoint: Path, tmp_path: Path
+) -> None:
+    data = write_digits_folder(tmp_path / "planted", per_class=6)
+    copy = data / "4" / "copy_of_a_three.png"
+    copy.write_bytes(next((data / "3").iterdir()).read_bytes())  # a 3 filed under 4
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / "5" / "blank.png")
+    (data / "6" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    output = tmp_path / "out"
+    result = invoke(
+        "-m", str(digits_checkpoint), "-d", str(data), "-o", str(output), "--no-xai", full=True
+    )
+    assert result.exit_code == 0, result.output
+    quality = report_of(output)["data_quality"]
+    by_type = {warning["type"]: warning for warning in quality["warnings"]}
+    assert {"label_conflicts", "unreadable", "near_constant"} <= set(by_type)
+    assert any(sid.endswith("corrupt.png") for sid in by_type["unreadable"]["sample_ids"])
+    assert any(sid.endswith("blank.png") for sid in by_type["near_constant"]["sample_ids"])
+    conflicts = by_type["label_conflicts"]["sample_ids"]
+    assert any(sid.endswith("copy_of_a_three.png") for sid in conflicts)
+    thumbnails = [p for w in quality["warnings"] for p in w.get("thumbnail_paths", [])]
+    assert thumbnails and all((output / path).is_file() for path in thumbnails)

@@ -1303,7 +1303,7 @@ class _Context:
             "pattern_type": "unfaithful_saliency",
             "title": "Saliency maps no better than random",
             "description": (
-                f"{self.method} maps for {who} do not beat random maps: deleting their most "
+                f"The {self.method} maps for {who} do not beat random maps: deleting their most "
                 f"salient pixels first gives deletion AUC {deletion:.3f} vs {random_deletion:.3f} "
                 f"for random maps (margin {margin:.3f} < {sal.FAITHFUL_MARGIN})."
             ),
@@ -1360,7 +1360,7 @@ class _Context:
             "pattern_type": "low_xai_quality",
             "title": "Weak saliency evidence",
             "description": (
-                f"{self.method} maps for class {self.label(cls)} score {quality:.3f} "
+                f"The {self.method} maps for class {self.label(cls)} score {quality:.3f} "
                 f"in quality (below {sal.LOW_QUALITY}): they beat random maps only slightly or "
                 "are diffuse."
             ),
