@@ -6,7 +6,13 @@ scalar or per label) and the metrics. Pure-numpy helpers:
 
 * :mod:`bnnr_multilabel.metrics`: metrics over a whole set, per-label report, average precision
   and ROC AUC per label;
-* :mod:`bnnr_multilabel.thresholds`: per-label thresholds that maximise F1 on held-out data.
+* :mod:`bnnr_multilabel.thresholds`: per-label thresholds that maximise F1 on held-out data;
+* :mod:`bnnr_multilabel.report`: the report sections of ``bnnr analyze`` (headline metric
+  ``f1_macro``), from the cached predictions of one evaluation pass.
+
+Factory options: ``threshold`` (a number or one per label, default 0.5) and
+``tune_thresholds`` (default ``False``: when ``True`` the report also tunes per-label thresholds
+and gives out-of-sample tuned metrics by 2-fold cross-fitting of the cached predictions).
 
 Importing this package is cheap (no torch, no numpy): the hook only registers a factory. This
 plugin does not depend on ``bnnr_classification``; either can be removed on its own.
@@ -27,15 +33,18 @@ if TYPE_CHECKING:
 TASK_NAME = "multilabel"
 
 
-def _make_task(threshold: float | Sequence[float] = 0.5) -> MultilabelTask:
+def _make_task(
+    threshold: float | Sequence[float] = 0.5, tune_thresholds: bool = False
+) -> MultilabelTask:
     from bnnr_multilabel.task import MultilabelTask
 
-    return MultilabelTask(threshold=threshold)
+    return MultilabelTask(threshold=threshold, tune_thresholds=tune_thresholds)
 
 
 @hookimpl
 def bnnr_register_tasks(register: RegisterFn) -> None:
-    """Register the ``multilabel`` task (factory option: ``threshold``, default 0.5)."""
+    """Register the ``multilabel`` task (factory options: ``threshold``, default 0.5, and
+    ``tune_thresholds``, default ``False``)."""
     register(
         TASK_NAME,
         _make_task,

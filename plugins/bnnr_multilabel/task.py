@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,22 +16,31 @@ from bnnr_multilabel.metrics import check_threshold, decode_threshold, multilabe
 class MultilabelTask:
     """Multi-label classification (satisfies :class:`bnnr_core.protocols.Task`).
 
-    :param threshold: decision threshold used by :meth:`decode` and :meth:`compute_metrics`: a
-        number, or one value per label (e.g. from
+    :param threshold: decision threshold used by :meth:`decode`, :meth:`compute_metrics` and
+        the report sections: a number, or one value per label (e.g. from
         :func:`bnnr_multilabel.thresholds.tune_thresholds`); each in ``[0, 1]``.
+    :param tune_thresholds: in :meth:`report_sections`, also tune per-label thresholds on the
+        cached predictions and report out-of-sample tuned metrics (2-fold cross-fitting, no extra
+        inference). Decoding keeps using ``threshold``.
 
     Tensor methods keep the device of their input; metrics take numpy arrays.
     """
 
     name: str = "multilabel"
+    #: The metric a report leads with: every label counts equally, unlike subset accuracy
+    #: (which falls with the number of labels) or micro F1 (dominated by frequent labels).
+    headline_metric: str = "f1_macro"
 
-    def __init__(self, threshold: float | ArrayLike = 0.5) -> None:
+    def __init__(self, threshold: float | ArrayLike = 0.5, tune_thresholds: bool = False) -> None:
         values = np.asarray(threshold, dtype=np.float64)
         # The label count is unknown until data arrives, so only the values are checked here.
         check_threshold(values, values.shape[0] if values.ndim == 1 else 1)
         self.threshold: float | NDArray[np.float64] = (
             float(values) if values.ndim == 0 else values.copy()
         )
+        if not isinstance(tune_thresholds, (bool, np.bool_)):
+            raise TypeError(f"tune_thresholds must be True or False, got {tune_thresholds!r}")
+        self.tune_thresholds = bool(tune_thresholds)
 
     def per_sample_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy with logits, averaged over the labels of each sample: shape
@@ -70,6 +82,41 @@ class MultilabelTask:
             probabilities, targets, num_classes=num_classes, threshold=self.threshold
         )
 
+    def report_sections(
+        self,
+        *,
+        probabilities: ArrayLike,
+        targets: ArrayLike,
+        per_sample_loss: ArrayLike,
+        class_names: Sequence[str],
+        sample_ids: Sequence[str] = (),
+        seed: int = 0,
+        cv_folds: int = 0,
+        n_bootstrap: int = 1000,
+        max_errors: int = 20,
+    ) -> dict[str, Any]:
+        """The multi-label sections of the analysis report (metrics with bootstrap intervals,
+        thresholds, per-label confusion, co-occurrence errors, distributions, label diagnostics,
+        per-label calibration, fold variability, high-loss errors) at the task's threshold; see
+        :func:`bnnr_multilabel.report.multilabel_sections`."""
+        from bnnr_multilabel.report import multilabel_sections
+
+        return multilabel_sections(
+            probabilities,
+            targets,
+            per_sample_loss,
+            class_names=class_names,
+            threshold=self.threshold,
+            tune_thresholds=self.tune_thresholds,
+            sample_ids=sample_ids,
+            seed=seed,
+            cv_folds=cv_folds,
+            n_bootstrap=n_bootstrap,
+            max_errors=max_errors,
+        )
+
     def __repr__(self) -> str:
         threshold = self.threshold if isinstance(self.threshold, float) else self.threshold.tolist()
+        if self.tune_thresholds:
+            return f"MultilabelTask(threshold={threshold!r}, tune_thresholds=True)"
         return f"MultilabelTask(threshold={threshold!r})"
