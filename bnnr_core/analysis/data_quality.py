@@ -144,7 +144,8 @@ class SplitScan:
     source_name: str
     #: Dataset position of each row (sorted; all positions unless ``max_samples`` applied).
     positions: np.ndarray
-    #: Class index (in the data's class order) and id of each row.
+    #: Labels of each row, in the data's class order: ``(n,)`` class indices, or ``(n, C)``
+    #: int64 multi-hot label sets for multi-label data (a row of zeros: no label present).
     labels: np.ndarray
     sample_ids: tuple[str, ...]
     #: File of each row, or ``None`` for array data sets.
@@ -218,12 +219,17 @@ class DataQualityView:
     """
 
     splits: Mapping[str, SplitScan]
-    #: The data's class names (``SplitScan.labels`` index them).
+    #: The data's class names (``SplitScan.labels`` index them, or are their columns).
     class_names: tuple[str, ...]
     #: ``None`` without an evaluation.
     model: ModelOutputs | None
     seed: int = 0
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = attrs.field(factory=dict, alias="cache")
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the labels are ``(n, C)`` multi-hot label sets."""
+        return bool(self.eval_split.labels.ndim == 2)
 
     @property
     def eval_split(self) -> SplitScan:
@@ -263,14 +269,19 @@ def build_view(
 ) -> DataQualityView:
     """Scan the splits once and map the model's outputs onto the scanned rows.
 
-    :param eval_source: the evaluated split's raw images (``EvalData.raw``).
-    :param train_source: the training split's, or ``None``.
+    :param eval_source: the evaluated split's raw images (``EvalData.raw``); its ``labels`` are
+        ``(N,)`` class indices or, for multi-label data, ``(N, C)`` multi-hot label sets with
+        ``C == len(class_names)``.
+    :param train_source: the training split's (labels of the same kind), or ``None``.
     :param evaluation: the cached evaluation (its ``dataset_indices`` map rows to positions).
+    :raises ValueError: labels of another shape, or of different kinds in the two splits.
     """
     progress = progress or Progress()
     splits = {"eval": eval_source}
     if train_source is not None:
         splits["train"] = train_source
+    for source in splits.values():
+        _check_labels(source, eval_source, len(class_names))
     plans = {
         role: _plan(source, max_samples, seed + index, workers)
         for index, (role, source) in enumerate(splits.items())
@@ -286,6 +297,18 @@ def build_view(
     if evaluation is not None:
         model = _model_outputs(evaluation, scans["eval"].positions, len(eval_source))
     return DataQualityView(splits=scans, class_names=tuple(class_names), model=model, seed=seed)
+
+
+def _check_labels(source: SplitSource, eval_source: SplitSource, classes: int) -> None:
+    labels = np.asarray(source.labels)
+    shape = labels.shape
+    if labels.ndim not in (1, 2) or (labels.ndim == 2 and shape[1] != classes):
+        raise ValueError(
+            f"labels of split {source.name} have shape {shape}; expected (N,) class indices or "
+            f"(N, {classes}) multi-hot label sets"
+        )
+    if labels.ndim != np.asarray(eval_source.labels).ndim:
+        raise ValueError(f"split {source.name} and the evaluated split have different label kinds")
 
 
 # -------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@
   folder (classes, files per split), without decoding anything.
 * :mod:`bnnr_core.datasets.images`: :class:`ImageFileDataset`, ``iter_image_batches`` and
   ``decode_images``, which decode image files with PIL and skip unreadable ones, recording why.
+* :mod:`bnnr_core.datasets.manifest`: ``read_manifest(path)``, multi-label manifests (CSV
+  ``path,labels`` or JSON lines).
+* :mod:`bnnr_core.datasets.multidigits`: ``load_multidigits(split)``, the bundled multi-label
+  demo (tiles of two or three digits), and ``write_multidigits_manifest(folder)``.
 
 Names are imported on first use, so ``import bnnr_core.datasets`` imports neither torch nor PIL.
 """
@@ -35,6 +39,12 @@ _EXPORTS: dict[str, str] = {
     "SkippedImage": "bnnr_core.datasets.images",
     "iter_image_batches": "bnnr_core.datasets.images",
     "decode_images": "bnnr_core.datasets.images",
+    "read_manifest": "bnnr_core.datasets.manifest",
+    "Manifest": "bnnr_core.datasets.manifest",
+    "ManifestSplit": "bnnr_core.datasets.manifest",
+    "load_multidigits": "bnnr_core.datasets.multidigits",
+    "MultiDigitsSplit": "bnnr_core.datasets.multidigits",
+    "write_multidigits_manifest": "bnnr_core.datasets.multidigits",
 }
 
 __all__ = sorted(_EXPORTS)

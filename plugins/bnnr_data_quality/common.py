@@ -20,6 +20,10 @@ LITERATURE_PREFIX = "Literature context (not verified on this run): "
 SPLIT_NOUNS = {"eval": "evaluation", "train": "training"}
 #: Examples quoted in a pattern's evidence.
 EVIDENCE_EXAMPLES = 3
+#: Separator of the labels of a multi-label set in messages and groups (the manifest's), and
+#: how an empty set is written.
+LABEL_SEPARATOR = ";"
+NO_LABEL = "(none)"
 
 
 def split_noun(split: str) -> str:
@@ -40,6 +44,25 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def percent(value: float) -> str:
     """``0.6774`` -> ``"67.7%"``."""
     return f"{100 * value:.1f}%"
+
+
+def label_set_text(row: np.ndarray, names: Sequence[str]) -> str:
+    """A multi-hot row as ``"cat;dog"`` (``"(none)"`` when no label is present)."""
+    present = [str(names[int(k)]) for k in np.flatnonzero(np.asarray(row) > 0)]
+    return LABEL_SEPARATOR.join(present) if present else NO_LABEL
+
+
+def label_keys(labels: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """One integer per row that is equal exactly when the labels are, and the text of each key.
+
+    Single-label ``(n,)`` class indices are their own keys (text: the class name); multi-hot
+    ``(n, C)`` rows get the number of their distinct label *set* (text: ``"cat;dog"``).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels.astype(np.int64), [str(name) for name in names]
+    sets, keys = np.unique(labels > 0, axis=0, return_inverse=True)
+    return keys.reshape(-1).astype(np.int64), [label_set_text(row, names) for row in sets]
 
 
 def positions(scan: Any, mask: np.ndarray, order: np.ndarray | None = None) -> list[int]:

@@ -13,7 +13,8 @@ duplicates whose labels disagree.
   each other: blank images are the ``near_constant`` issue of ``image_properties``.
 
 Pairs are joined into groups (connected components). A group spanning both splits is leakage;
-a group whose members carry different labels is a label conflict.
+a group whose members carry different labels is a label conflict. With multi-label data a label
+is the whole label *set* of an image: duplicates conflict when their sets differ.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from bnnr_data_quality.common import (
     examples,
+    label_keys,
     make_issue,
     make_pattern,
     percent,
@@ -162,7 +164,10 @@ class _Report:
         self.view = view
         self.table = table
         self.config = config
-        self.labels = table.field("labels")
+        # Labels as one key per row (a class, or a label set for multi-label data).
+        self.multilabel = table.splits[0].labels.ndim == 2
+        self.label_sets = table.field("labels")
+        self.labels, self.label_text = label_keys(self.label_sets, view.class_names)
         ids, sizes = np.unique(group[group >= 0], return_counts=True)
         self.group = np.where(np.isin(group, ids[sizes >= 2]), group, -1)
         self.digest = digest
@@ -335,12 +340,14 @@ class _Report:
             return []
         groups = np.unique(self.group[mask]).size
         where = split_noun(split.name)
-        names = self.view.class_names
+        text = self.label_text
         pairs = self._conflict_pairs(mask)
-        first_a, first_b = pairs[0] if pairs else ("", "")
+        first_a, first_b = self._pattern_classes(pairs[0]) if pairs else ("", "")
+        label = "label set" if self.multilabel else "label"
         message = (
             f"{plural(count, 'image')} of the {where} split have a duplicate (in either split) "
-            f"with a different label ({plural(groups, 'group')}); at most one label can be right."
+            f"with a different {label} ({plural(groups, 'group')}); at most one {label} can be "
+            "right."
         )
         pattern = make_pattern(
             pattern_type="duplicate_label_conflict",
@@ -348,19 +355,20 @@ class _Report:
             description=(
                 f"{plural(count, 'image')} of the {where} split are duplicates of an image "
                 f"labelled differently ({plural(groups, 'group')})."
+                + (" Labels are compared as whole label sets." if self.multilabel else "")
             ),
             severity="high",
             count=count,
             evidence=[
                 f"label_conflicts[{split.name}]={count}",
                 f"conflicting_groups[{split.name}]={groups}",
-                *(f"labels={names[int(a)]}/{names[int(b)]}" for a, b in pairs[:2]),
+                *(f"labels={text[int(a)]}/{text[int(b)]}" for a, b in pairs[:2]),
                 f"examples={examples(self._ids(mask))}",
             ],
-            metadata={"split": split.name, "groups": groups},
+            metadata={"split": split.name, "groups": groups, "label_sets": self.multilabel},
             interpretation=(
-                "The same image carries two labels, so one of them is wrong: the model is "
-                "penalised (or trained) against a wrong label."
+                f"The same image carries two {label}s, so one of them is wrong: the model is "
+                f"penalised (or trained) against a wrong {label}."
             ),
             confidence="high",
             recommended_action=(
@@ -393,8 +401,19 @@ class _Report:
             )
         ]
 
+    def _pattern_classes(self, pair: tuple[int, int]) -> tuple[str, str]:
+        """``class_a``/``class_b`` of a conflict pattern: the two labels (single-label), or the
+        first two labels on which the two label sets disagree (multi-label)."""
+        if not self.multilabel:
+            return str(pair[0]), str(pair[1])
+        first, second = (self.label_sets[np.flatnonzero(self.labels == key)[0]] for key in pair)
+        differing = [str(k) for k in np.flatnonzero((first > 0) != (second > 0))]
+        padded = [*differing, "", ""]
+        return padded[0], padded[1]
+
     def _conflict_pairs(self, mask: np.ndarray) -> list[tuple[int, int]]:
-        """The two smallest labels of each conflicting group, most frequent pair first."""
+        """The two smallest labels (label-set keys for multi-label data) of each conflicting
+        group, most frequent pair first."""
         groups = np.unique(self.group[mask])
         member = np.flatnonzero(np.isin(self.group, groups))
         group_label = np.unique(np.stack([self.group[member], self.labels[member]]), axis=1)
@@ -509,7 +528,7 @@ class _Report:
                         self.table.splits[int(k)].name for k in self.table.split_of[group_rows]
                     ],
                     "indices": [self._position(row) for row in group_rows],
-                    "labels": [self.view.class_names[int(label)] for label in labels],
+                    "labels": [self.label_text[int(label)] for label in labels],
                     "label_conflict": bool(np.unique(labels).size > 1),
                 }
             )

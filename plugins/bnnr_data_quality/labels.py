@@ -1,5 +1,10 @@
 """Checks on labels: ``class_balance`` (from the labels alone) and ``label_errors`` (from the
-model's probabilities, confident-learning style)."""
+model's probabilities, confident-learning style).
+
+Both accept multi-label data (``(n, C)`` multi-hot labels): ``class_balance`` then counts the
+positive images of every label, and ``label_errors`` runs confident learning per label, each
+label a two-class problem (present / absent).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 from bnnr_core.analysis.data_quality import CheckSkipped
 from bnnr_data_quality.common import (
     examples,
+    label_set_text,
     make_issue,
     make_pattern,
     percent,
@@ -27,7 +33,9 @@ class ClassBalanceCheck:
 
     A class is under-represented when it has fewer than ``min_max_ratio`` times the images of the
     largest class (a class with no image at all always is). cleanlab's Datalab uses a related
-    rule (rarest class prior below 0.1 / K); the min/max ratio reads more directly.
+    rule (rarest class prior below 0.1 / K); the min/max ratio reads more directly. With
+    multi-label data the same rule applies to the positive images of each label (an image counts
+    once for every label it has).
     """
 
     name = "class_balance"
@@ -37,7 +45,10 @@ class ClassBalanceCheck:
         names = view.class_names
         found = []
         for split in view.splits.values():
-            counts = np.bincount(split.labels, minlength=len(names))[: len(names)]
+            if split.labels.ndim == 2:
+                counts = (split.labels[:, : len(names)] > 0).sum(axis=0).astype(np.int64)
+            else:
+                counts = np.bincount(split.labels, minlength=len(names))[: len(names)]
             largest = int(counts.max(initial=0))
             if not largest:
                 continue
@@ -65,18 +76,29 @@ def _imbalance(
     threshold = config["min_max_ratio"]
     listed = ", ".join(f"{names[k]} ({counts[k]})" for k in rare[:5])
     total = int(counts.sum())
-    message = (
-        f"{plural(len(rare), 'class', 'classes')} of the {where} split have fewer than "
-        f"{percent(threshold)} of the images of the largest class {names[top]} ({counts[top]}): "
-        f"{listed}{' ...' if len(rare) > 5 else ''}."
-    )
+    per_label = bool(split.labels.ndim == 2)
+    if per_label:
+        message = (
+            f"{plural(len(rare), 'label')} of the {where} split are present in fewer than "
+            f"{percent(threshold)} as many images as the most frequent label {names[top]} "
+            f"({counts[top]}): {listed}{' ...' if len(rare) > 5 else ''}. Counted per label: "
+            "an image counts once for every label it has."
+        )
+    else:
+        message = (
+            f"{plural(len(rare), 'class', 'classes')} of the {where} split have fewer than "
+            f"{percent(threshold)} of the images of the largest class {names[top]} "
+            f"({counts[top]}): {listed}{' ...' if len(rare) > 5 else ''}."
+        )
     rarest = int(rare[0])
+    noun, nouns = ("label", "labels") if per_label else ("class", "classes")
     pattern = make_pattern(
         pattern_type="class_imbalance",
-        title="Strong class imbalance",
+        title="Strong label imbalance" if per_label else "Strong class imbalance",
         description=(
-            f"In the {where} split, class {names[rarest]} has {counts[rarest]} images against "
-            f"{counts[top]} of class {names[top]} (ratio {ratio:.3f})."
+            f"In the {where} split, {noun} {names[rarest]} has {counts[rarest]} "
+            f"{'positive ' if per_label else ''}images against {counts[top]} of {noun} "
+            f"{names[top]} (ratio {ratio:.3f})."
         ),
         severity="medium",
         count=len(rare),
@@ -89,17 +111,18 @@ def _imbalance(
             "split": split.name,
             "min_max_ratio": threshold,
             "imbalance_ratio": round(ratio, 6),
+            "per_label": per_label,
         },
         interpretation=(
-            "Metrics on rare classes rest on few images and are uncertain."
+            f"Metrics on rare {nouns} rest on few images and are uncertain."
             if split.name == "eval"
-            else "A model trained on this split sees the rare classes seldom and tends to "
+            else f"A model trained on this split sees the rare {nouns} seldom and tends to "
             "under-predict them."
         ),
         confidence="high" if total >= 100 else "medium",
         recommended_action=(
-            f"Collect more images of the rare classes of the {where} split, or re-weight or "
-            "re-sample them in training; read per-class metrics with their intervals."
+            f"Collect more images of the rare {nouns} of the {where} split, or re-weight or "
+            f"re-sample them in training; read per-{noun} metrics with their intervals."
         ),
         recommendation_title="Address class imbalance",
         priority=3,
@@ -124,7 +147,9 @@ def _imbalance(
         thresholds={"min_max_ratio": threshold},
         summary="imbalanced_classes",
         details=[
-            {"class_id": str(k), "class_name": names[k], "count": int(counts[k])} for k in rare
+            {"class_id": str(k), "class_name": names[k], "count": int(counts[k])}
+            | ({"per_label": True} if per_label else {})
+            for k in rare
         ],
         pattern=pattern,
     )
@@ -140,6 +165,15 @@ class LabelErrorsCheck:
     classes with fewer than ``min_class_samples`` evaluated images get none). An image is
     suspect when some other class reaches its own threshold and is more probable than the given
     label. Suspects are ranked by the probability of their given label, lowest first.
+
+    Multi-label evaluations (``(n, C)`` targets, sigmoid probabilities) apply the same rule to
+    every label as a two-class problem, one-vs-rest as cleanlab does for multi-label data: the
+    threshold of "present" is the mean probability over the images that have the label, that of
+    "absent" the mean of ``1 - p`` over those that do not; a label is checked only when at least
+    ``min_class_samples`` evaluated images have it and as many do not. An image is suspect when,
+    for some label, the other value reaches its threshold and is more probable than the given
+    one; suspects are ranked by the lowest probability of a given value among their flagged
+    labels.
     """
 
     name = "label_errors"
@@ -150,7 +184,7 @@ class LabelErrorsCheck:
         if model is None:
             raise CheckSkipped("needs the model's probabilities; no evaluation was given")
         if model.targets.ndim != 1:
-            raise CheckSkipped("needs single-label targets; this evaluation is multi-label")
+            return _multilabel_errors(view, model, config)
         split = view.eval_split
         rows = np.flatnonzero(model.evaluated)
         if not rows.size:
@@ -265,6 +299,169 @@ def _label_issue(
         "class_thresholds": {
             names[k]: (round(float(t), 4) if np.isfinite(t) else None)
             for k, t in enumerate(threshold)
+        },
+    }
+    return make_issue(
+        kind="label_errors",
+        severity="warning",
+        split=split.name,
+        indices=indices,
+        message=message,
+        thresholds=thresholds,
+        summary="suspected_label_errors",
+        details=details,
+        pattern=pattern,
+    )
+
+
+def _multilabel_errors(view: Any, model: Any, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-label confident learning on multi-hot targets (see :class:`LabelErrorsCheck`)."""
+    rows = np.flatnonzero(model.evaluated)
+    if not rows.size:
+        raise CheckSkipped("no scanned image has finite model outputs")
+    present = np.asarray(model.probabilities, dtype=np.float64)[rows]
+    given = np.asarray(model.targets)[rows] > 0.5
+    minimum = config["min_class_samples"]
+    with_label, without = given.sum(axis=0), (~given).sum(axis=0)
+    checked = (with_label >= minimum) & (without >= minimum)
+    if not checked.any():
+        raise CheckSkipped(
+            f"multi-label confident learning needs a label that at least {minimum} evaluated "
+            "images have and as many do not; no label has"
+        )
+    absent = 1.0 - present
+    threshold_present = np.where(
+        checked, (present * given).sum(axis=0) / np.maximum(with_label, 1), np.inf
+    )
+    threshold_absent = np.where(
+        checked, (absent * ~given).sum(axis=0) / np.maximum(without, 1), np.inf
+    )
+    own = np.where(given, present, absent)  # probability of the given value
+    other = 1.0 - own
+    other_threshold = np.where(given, threshold_absent, threshold_present)
+    flagged = checked & (other >= other_threshold) & (other > own)
+    suspect = flagged.any(axis=1)
+    if not suspect.any():
+        return []
+    worst = np.where(flagged, own, np.inf).min(axis=1)
+    order = np.flatnonzero(suspect)[np.argsort(worst[suspect], kind="stable")]
+    return [
+        _multilabel_issue(
+            view,
+            rows,
+            order,
+            given,
+            flagged,
+            own,
+            worst,
+            threshold_present,
+            threshold_absent,
+            config,
+        )
+    ]
+
+
+def _multilabel_issue(
+    view: Any,
+    rows: np.ndarray,
+    order: np.ndarray,
+    given: np.ndarray,
+    flagged: np.ndarray,
+    own: np.ndarray,
+    worst: np.ndarray,
+    threshold_present: np.ndarray,
+    threshold_absent: np.ndarray,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    split = view.eval_split
+    names = view.model.class_names
+    count = int(order.size)
+    evaluated = int(rows.size)
+    share = count / evaluated
+    indices = [int(split.positions[rows[k]]) for k in order]
+    ids = [split.sample_ids[rows[k]] for k in order]
+    per_label = flagged.sum(axis=0)
+    top = int(np.argmax(per_label))
+    missed = int((flagged[:, top] & given[:, top]).sum())  # given present, looks absent
+    added = int(per_label[top]) - missed
+    details = []
+    for n, k in enumerate(order[:DETAILS_LISTED]):
+        labels = np.flatnonzero(flagged[k])
+        suggested = given[k].copy()
+        suggested[labels] = ~suggested[labels]
+        weakest = labels[np.argmin(own[k, labels])]
+        details.append(
+            {
+                "index": indices[n],
+                "given": label_set_text(given[k], names),
+                "suggested": label_set_text(suggested, names),
+                "labels": [names[j] for j in labels],
+                "given_probability": round(float(own[k, weakest]), 4),
+                "suggested_probability": round(float(1.0 - own[k, weakest]), 4),
+            }
+        )
+    high = share >= config["high_share"]
+    message = (
+        f"{plural(count, 'evaluation image')} ({percent(share)} of those evaluated) may have "
+        "wrong labels: for at least one label the model confidently disagrees with the given "
+        f"value (most often {names[top]}: {missed} given present, {added} given absent). Listed "
+        "from the least likely given value."
+    )
+    first = order[0]
+    pattern = make_pattern(
+        pattern_type="suspected_label_errors",
+        title="Suspected label errors",
+        description=(
+            f"{plural(count, 'evaluation image')} ({percent(share)}) have a label the model "
+            f"confidently disagrees with, most often {names[top]}."
+        ),
+        severity="high" if high else "medium",
+        count=count,
+        evidence=[
+            f"suspected_label_errors={count}",
+            f"share={share:.4f}",
+            f"flagged_labels={int(per_label.sum())}",
+            f"worst={ids[0]}: given {label_set_text(given[first], names)}, "
+            f"p(given value)={worst[first]:.3f}",
+            f"examples={examples(ids)}",
+        ],
+        metadata={
+            "evaluated": evaluated,
+            "high_share": config["high_share"],
+            "min_class_samples": config["min_class_samples"],
+            "per_label": True,
+        },
+        interpretation=(
+            "Either these labels are wrong (a label missing from an image, or one it does not "
+            "show; then metrics penalise correct predictions) or the model is confidently wrong "
+            "on them; both deserve a look, starting at the top."
+        ),
+        confidence="medium",
+        recommended_action=(
+            "Review the listed images from the top and correct wrong labels; then analyze again."
+        ),
+        recommendation_title="Review suspected label errors",
+        priority=2 if high else 3,
+        impact=(
+            "Northcutt et al. (2021) estimate an average of 3.3% label errors across 10 "
+            "benchmark test sets; correcting them changed which models ranked best."
+        ),
+        literature_note=(
+            "Northcutt, Jiang & Chuang, 'Confident Learning', JAIR 2021; Thyagarajan et al., "
+            "'Identifying Incorrect Annotations in Multi-Label Classification Data', 2022."
+        ),
+        class_a=str(top),
+    )
+
+    def rounded(value: float) -> float | None:
+        return round(float(value), 4) if np.isfinite(value) else None
+
+    thresholds = {
+        "min_class_samples": config["min_class_samples"],
+        "high_share": config["high_share"],
+        "label_thresholds": {
+            names[k]: {"present": rounded(threshold_present[k]), "absent": rounded(absent)}
+            for k, absent in enumerate(threshold_absent)
         },
     }
     return make_issue(
