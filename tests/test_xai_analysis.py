@@ -866,7 +866,7 @@ def test_rows_are_mapped_to_dataset_positions(
     assert torch.equal(first_batch[0], images[fetched[0][0]])
 
 
-def test_multilabel_evaluations_are_skipped(
+def test_multilabel_evaluations_take_the_multilabel_path(
     tiny: tuple[nn.Module, torch.Tensor, Evaluation],
 ) -> None:
     model, images, evaluation = tiny
@@ -879,7 +879,9 @@ def test_multilabel_evaluations_are_skipped(
         per_sample_loss=evaluation.per_sample_loss,
     )
     result = _run(_host(intensity=lambda **_: IntensityMethod()), model, images, multi)
-    assert result.scope["status"] == "skipped" and "single-label" in result.scope["reason"]
+    assert result.scope["status"] == "ok", result.scope
+    assert "multilabel_high_loss" in result.sections["xai_examples_per_class"]
+    assert result.sections["confusion_pair_xai"] == []
 
 
 # -------------------------------------------------------------------------------------------

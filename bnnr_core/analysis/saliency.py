@@ -59,6 +59,10 @@ MIN_OVERLAY_SIDE = 96
 #: Heat-map weight in an overlay (the image gets the rest).
 OVERLAY_ALPHA = 0.5
 
+#: How the faithfulness test scores the explained class: ``softmax`` for single-label
+#: classifiers (classes compete), ``sigmoid`` for multi-label ones (each label on its own).
+SCORES: tuple[str, ...] = ("softmax", "sigmoid")
+
 #: Keys of a statistics dictionary, in report order.
 STAT_KEYS: tuple[str, ...] = (
     "entropy",
@@ -272,11 +276,16 @@ def faithfulness_curves(
     *,
     steps: int,
     max_elements: int = FAITHFULNESS_MAX_ELEMENTS,
+    score: str = "softmax",
 ) -> torch.Tensor:
     """Deletion and insertion curves of each map and of a random map, ``(N, 4, steps + 1)``:
-    ``[deletion, insertion, random deletion, random insertion]``, each the softmax probability
-    of the sample's target class after removing (deletion) or keeping (insertion) the first
+    ``[deletion, insertion, random deletion, random insertion]``, each the probability of the
+    sample's target class after removing (deletion) or keeping (insertion) the first
     ``k / steps`` of its pixels, ``k = 0 .. steps``.
+
+    ``score`` (:data:`SCORES`) turns the logits into that probability: ``"softmax"`` over the
+    classes (single-label), or ``"sigmoid"`` of the target's own logit (multi-label, where each
+    label is a separate yes/no decision and another label's logit must not change the score).
 
     Removed pixels take the image's per-channel mean (for normalised inputs, a flat grey).
     Pixels are ranked by map value, ties broken by ``keys`` (``(N, P)`` int64, see
@@ -287,6 +296,8 @@ def faithfulness_curves(
     """
     import torch
 
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}, not {score!r}")
     count, channels, height, width = images.shape
     pixels = height * width
     random_order = torch.argsort(keys, dim=1)
@@ -326,10 +337,12 @@ def faithfulness_curves(
                 ],
                 dim=1,
             ).reshape(-1, channels, height, width)
-            logits = model(batch).float()
-            probabilities = torch.softmax(logits, dim=1).view(stop - start, variants, -1)
+            logits = model(batch).float().view(stop - start, variants, -1)
             index = targets[start:stop].view(-1, 1, 1).expand(-1, variants, 1)
-            parts.append(probabilities.gather(2, index)[..., 0])
+            if score == "sigmoid":
+                parts.append(torch.sigmoid(logits.gather(2, index)[..., 0]))
+            else:
+                parts.append(torch.softmax(logits, dim=2).gather(2, index)[..., 0])
     scores = torch.cat(parts)  # (N, variants)
     original, blank = scores[:, :1], scores[:, 1:2]
     deleted_scores = scores[:, 2 : 2 + 2 * inner].view(count, 2, inner)
@@ -434,34 +447,46 @@ def describe_shift(correct: Mapping[str, float], confused: Mapping[str, float]) 
     return ", ".join(changes)
 
 
-def faithfulness_sentence(summary: Mapping[str, Any]) -> str:
-    """The faithfulness verdict of a class summary (see :func:`class_insight`)."""
+def faithfulness_sentence(summary: Mapping[str, Any], *, multilabel: bool = False) -> str:
+    """The faithfulness verdict of a class summary (see :func:`class_insight`); with
+    ``multilabel`` the score is the explained label's sigmoid probability."""
     deletion = summary["deletion_auc"]
     random_deletion = summary["random_deletion_auc"]
     faithful_maps = summary["faithful_maps"]
     count = summary["sample_count"]
+    explained = "label's sigmoid probability" if multilabel else "class's probability"
     if summary["faithful"]:
         return (
             "They are faithful: removing the most salient pixels first lowers the explained "
-            "class's probability faster than removing random pixels (deletion AUC "
+            f"{explained} faster than removing random pixels (deletion AUC "
             f"{deletion:.3f} vs {random_deletion:.3f} for random maps; {faithful_maps} of "
             f"{count} maps beat random by at least {FAITHFUL_MARGIN})."
         )
     return (
         "They are NOT faithful: removing the most salient pixels first lowers the explained "
-        "class's probability no faster than removing random pixels (deletion AUC "
+        f"{explained} no faster than removing random pixels (deletion AUC "
         f"{deletion:.3f} vs {random_deletion:.3f} for random maps; {faithful_maps} of {count} "
         "maps beat random by the margin), so they do not show where the model looks."
     )
 
 
-def class_insight(name: str, method: str, summary: Mapping[str, Any]) -> str:
-    """Plain-language paragraph on the maps of one class (the ``xai_insights`` value)."""
+def class_insight(
+    name: str, method: str, summary: Mapping[str, Any], *, multilabel: bool = False
+) -> str:
+    """Plain-language paragraph on the maps of one class (the ``xai_insights`` value); with
+    ``multilabel``, on the maps of one label over images where it is predicted present."""
     stats = summary["stats"]
-    text = (
-        f"For images of class {name}, {summary['sample_count']} {method} maps explain the "
-        f"predicted class. {faithfulness_sentence(summary)}"
-    )
+    if multilabel:
+        subject = (
+            f"For images where label {name} is predicted present, {summary['sample_count']} "
+            f"{method} maps explain that label's logit."
+        )
+    else:
+        subject = (
+            f"For images of class {name}, {summary['sample_count']} {method} maps explain the "
+            "predicted class."
+        )
+    text = f"{subject} {faithfulness_sentence(summary, multilabel=multilabel)}"
     if summary["faithful"]:
         text += (
             f" Attention is {describe_attention(stats)}; the border strip holds "

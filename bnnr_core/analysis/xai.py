@@ -2,7 +2,7 @@
 and whether those maps can be trusted.
 
 :func:`run_xai` works on the cached :class:`~bnnr_core.analysis.evaluation.Evaluation` of a
-single-label classifier:
+single-label classifier (for a multi-label one see "Multi-label" below):
 
 1. **Probe set**, chosen on purpose and seeded (:func:`select_probe`): a class-stratified sample
    within the ``samples`` budget (the quality probe), plus the most confident errors, members of
@@ -17,6 +17,14 @@ single-label classifier:
 4. **Sections** in BNNR 0.7's shapes, **patterns** (section ``xai``) and **overlays** under
    ``artifacts_dir``, encoded once per map and written in parallel.
 
+**Multi-label** (targets and predictions ``(N, C)`` multi-hot, sigmoid probabilities): the
+probe is the ``max_worst`` highest-loss images with at least one wrong label, every wrong label
+of each explained (false positives and false negatives alike, up to :data:`MAX_WRONG_LABELS` per
+image), plus a label-stratified quality probe of images where the label is predicted present
+(:func:`select_multilabel_probe`). A map explains one label's logit; faithfulness scores that
+label's *sigmoid* probability. Confused pairs and best/worst galleries are not defined for
+multi-label and stay empty.
+
 The core imports no plugin: methods come from ``host.component("xai_method", name)``.
 """
 
@@ -28,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import numpy as np
@@ -77,6 +85,21 @@ MIN_PATTERN_MAPS = 5
 CONFIDENCE_MAPS = (30, 10)
 #: Threads encoding and writing overlay PNGs.
 RENDER_WORKERS = 4
+#: Multi-label: wrong labels explained per high-loss image at most, the most wrong first (largest
+#: ``|probability - target|``); the rest are counted in the probe's ``wrong_labels_left_out``.
+MAX_WRONG_LABELS = 32
+#: Multi-label overlays go to this folder under ``artifacts_dir``.
+MULTILABEL_FOLDER = "xai_multilabel"
+#: ``xai_quality_summary.multilabel_xai_note``: what the multi-label maps explain.
+MULTILABEL_NOTE = (
+    "Each map explains one label's logit. For the highest-loss images with at least one wrong "
+    "label, EVERY wrong label is explained (not only the first mismatch): a false positive "
+    "(predicted present, absent) shows the evidence the model used for the wrong label, a false "
+    "negative (present, not predicted) shows what evidence for the label the model sees. The "
+    "per-label quality comes from a separate label-stratified probe of images where the label is "
+    "predicted present, explaining that label. Faithfulness measures the explained label's "
+    "sigmoid probability."
+)
 
 _LITERATURE = "Literature context (not verified on this run): "
 
@@ -317,6 +340,160 @@ def _calibration_keys(evaluation: Evaluation, probe: Probe, seed: int) -> np.nda
 
 
 # -------------------------------------------------------------------------------------------
+# Multi-label probe selection
+# -------------------------------------------------------------------------------------------
+
+
+def is_multilabel(evaluation: Evaluation) -> bool:
+    """Whether ``evaluation`` holds multi-hot ``(N, C)`` targets (a multi-label task)."""
+    return np.asarray(evaluation.targets).ndim == 2
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class MultilabelProbe:
+    """The ``(row, label)`` maps to compute for a multi-label evaluation, and why."""
+
+    #: ``(S, 2)`` label-stratified quality probe: ``(row, label)`` with the label predicted
+    #: present on the row, sorted by row then label.
+    stratified: np.ndarray
+    #: Highest-loss rows with at least one wrong label, highest loss first (at most
+    #: ``max_worst``).
+    worst: np.ndarray
+    #: Per row of ``worst``: its wrong labels to explain, most wrong first (at most
+    #: :data:`MAX_WRONG_LABELS`).
+    wrong: tuple[np.ndarray, ...]
+    #: Per row of ``worst``: for each label of ``wrong``, ``True`` for a false positive
+    #: (predicted present, absent) and ``False`` for a false negative.
+    false_positive: tuple[np.ndarray, ...]
+    #: Wrong labels of ``worst`` rows beyond :data:`MAX_WRONG_LABELS` (not explained).
+    left_out: int
+    #: Every row above, sorted, once.
+    rows: np.ndarray
+    #: ``(K, 2)`` ``(row, label)`` maps to compute, sorted, once.
+    keys: np.ndarray
+
+    def error_keys(self) -> np.ndarray:
+        """``(E, 2)`` ``(row, label)`` of the explained wrong labels, in report order."""
+        pairs = [
+            (int(row), int(label))
+            for row, labels in zip(self.worst, self.wrong, strict=True)
+            for label in labels
+        ]
+        return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+    def counts(self) -> dict[str, int]:
+        positives = int(sum(int(flags.sum()) for flags in self.false_positive))
+        errors = int(sum(flags.size for flags in self.false_positive))
+        return {
+            "stratified": len(self.stratified),
+            "stratified_images": int(np.unique(self.stratified[:, 0]).size),
+            "worst_errors": int(self.worst.size),
+            "error_maps": errors,
+            "false_positive_maps": positives,
+            "false_negative_maps": errors - positives,
+            "wrong_labels_left_out": int(self.left_out),
+            "images": int(self.rows.size),
+            "maps": len(self.keys),
+        }
+
+
+def _multi_hot(values: Any) -> np.ndarray:
+    """0/1 (or soft) multi-hot values as booleans: present when ``>= 0.5``."""
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0) >= 0.5
+
+
+def select_multilabel_probe(evaluation: Evaluation, options: XaiOptions) -> MultilabelProbe:
+    """The multi-label probe (a pure function of the evaluation and ``options``, seeded).
+
+    * **High-loss errors**: rows with finite outputs and at least one wrong label, by
+      ``per_sample_loss`` descending (ties by row; a non-finite loss last), the first
+      ``max_worst``. Every wrong label of such a row is explained, the most wrong first
+      (``|probability - target|`` descending, ties by label), up to :data:`MAX_WRONG_LABELS`.
+    * **Quality probe**: per label, a seeded sample of the rows where the label is predicted
+      present; the ``samples`` budget (maps) is split evenly over labels, a label with fewer
+      such rows giving the rest to the others.
+    """
+    probabilities = np.asarray(evaluation.probabilities, dtype=np.float64)
+    targets = _multi_hot(evaluation.targets)
+    predictions = _multi_hot(evaluation.predictions)
+    count, labels = probabilities.shape
+    finite = np.asarray(np.isfinite(probabilities).all(axis=1), dtype=bool)
+    rows_all = np.arange(count)
+    wrong = (predictions != targets) & finite[:, None]
+    loss = np.asarray(evaluation.per_sample_loss, dtype=np.float64).reshape(-1)
+    if loss.size != count:  # no usable loss: rank errors by row
+        loss = np.full(count, np.nan)
+    loss_key = np.where(np.isfinite(loss), loss, -np.inf)
+    error_rows = rows_all[wrong.any(axis=1)]
+    worst = error_rows[np.lexsort((error_rows, -loss_key[error_rows]))][: max(0, options.max_worst)]
+    gap = np.abs(np.nan_to_num(probabilities) - targets)
+    wrong_labels, false_positive = [], []
+    left_out = 0
+    for row in worst:
+        candidates = np.flatnonzero(wrong[row])
+        ordered = candidates[np.lexsort((candidates, -gap[row, candidates]))]
+        left_out += max(0, ordered.size - MAX_WRONG_LABELS)
+        chosen = ordered[:MAX_WRONG_LABELS].astype(np.int64)
+        wrong_labels.append(chosen)
+        false_positive.append(predictions[row, chosen].astype(bool))
+
+    per_label = [rows_all[finite & predictions[:, label]] for label in range(labels)]
+    quota = _allocate(np.array([rows.size for rows in per_label], dtype=np.int64), options.samples)
+    stratified_parts = [
+        np.stack(
+            [
+                np.sort(
+                    np.random.default_rng([options.seed % (1 << 63), label]).permutation(rows)[
+                        : quota[label]
+                    ]
+                ),
+                np.full(int(min(quota[label], rows.size)), label),
+            ],
+            axis=1,
+        )
+        for label, rows in enumerate(per_label)
+    ]
+    stratified = np.concatenate([np.zeros((0, 2), dtype=np.int64), *stratified_parts]).astype(
+        np.int64
+    )
+    stratified = stratified[np.lexsort((stratified[:, 1], stratified[:, 0]))]
+    error_keys = np.array(
+        [
+            (int(row), int(label))
+            for row, chosen in zip(worst, wrong_labels, strict=True)
+            for label in chosen
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    keys = np.unique(np.concatenate([stratified, error_keys]), axis=0).astype(np.int64)
+    return MultilabelProbe(
+        stratified=stratified,
+        worst=worst.astype(np.int64),
+        wrong=tuple(wrong_labels),
+        false_positive=tuple(false_positive),
+        left_out=int(left_out),
+        rows=np.unique(keys[:, 0]).astype(np.int64),
+        keys=keys.reshape(-1, 2),
+    )
+
+
+def _multilabel_calibration_keys(probe: MultilabelProbe, seed: int) -> np.ndarray:
+    """Up to :data:`CALIBRATION_IMAGES` quality-probe maps (the explained wrong labels when the
+    quality probe is empty), balanced over labels (seeded), sorted."""
+    keys = probe.stratified if len(probe.stratified) else probe.error_keys()
+    if len(keys) > CALIBRATION_IMAGES:
+        shuffled = keys[np.random.default_rng([seed % (1 << 63), 1 << 20]).permutation(len(keys))]
+        # Round-robin over labels: the k-th map of every label before any (k+1)-th.
+        turn = np.zeros(len(shuffled), dtype=np.int64)
+        for label in np.unique(shuffled[:, 1]):
+            members = shuffled[:, 1] == label
+            turn[members] = np.arange(int(members.sum()))
+        keys = shuffled[np.lexsort((np.arange(len(shuffled)), turn))][:CALIBRATION_IMAGES]
+    keys = np.unique(np.asarray(keys, dtype=np.int64).reshape(-1, 2), axis=0)
+    return keys.reshape(-1, 2)
+
+
+# -------------------------------------------------------------------------------------------
 # Computing maps
 # -------------------------------------------------------------------------------------------
 
@@ -394,6 +571,8 @@ class _Runner:
     fetch_images: Callable[[np.ndarray], torch.Tensor]
     spec: InputSpec
     options: XaiOptions
+    #: How faithfulness scores the explained class (:data:`~bnnr_core.analysis.saliency.SCORES`).
+    score: str = "softmax"
     calls: int = 0
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
@@ -450,6 +629,7 @@ class _Runner:
                         targets,
                         tie,
                         steps=self.options.faithfulness_steps,
+                        score=self.score,
                     )
                     .cpu()
                     .numpy()
@@ -571,6 +751,10 @@ def run_xai(
 ) -> XaiResult:
     """Explain the model's decisions on a probe of the evaluation set and measure the maps.
 
+    Single-label evaluations (targets ``(N,)``) explain classes; multi-label ones (targets,
+    predictions and probabilities ``(N, C)``) explain labels, scored with the sigmoid (see the
+    module docstring).
+
     :param fetch_images: dataset positions to model-ready images ``(N, C, H, W)`` on the CPU.
     :param artifacts_dir: ``<output>/artifacts``; overlays go below it and report paths are
         relative to its parent. ``None``: compute everything, write nothing (paths ``""``).
@@ -592,32 +776,75 @@ def run_xai(
     }
     if not available:
         return _skipped(base_scope, "no XAI method plugin is installed")
-    if np.asarray(evaluation.targets).ndim != 1:
-        return _skipped(base_scope, "saliency analysis covers single-label classification only")
+    targets = np.asarray(evaluation.targets)
+    multilabel = is_multilabel(evaluation)
+    if targets.ndim not in (1, 2):
+        return _skipped(
+            base_scope,
+            "saliency analysis covers single-label and multi-label classification only",
+        )
+    shape = np.shape(evaluation.probabilities)
+    if multilabel and not (targets.shape == shape == np.shape(evaluation.predictions)):
+        return _skipped(
+            base_scope,
+            f"multi-label targets {targets.shape}, predictions "
+            f"{np.shape(evaluation.predictions)} and probabilities {shape} differ in shape",
+        )
 
-    probe = select_probe(evaluation, options)
-    base_scope["probe"] = {
-        **probe.counts(),
-        "budget": options.samples,
-        "seed": options.seed,
-        "max_worst": options.max_worst,
-        "pairs": options.pairs,
-        "per_class_examples": options.per_class_examples,
-        "max_gallery_classes": options.max_gallery_classes,
-    }
-    if not len(probe.keys):
-        return _skipped(base_scope, "no image with finite model outputs to explain")
+    probe: Probe | None = None
+    multilabel_probe: MultilabelProbe | None = None
+    if multilabel:
+        multilabel_probe = select_multilabel_probe(evaluation, options)
+        probe_keys, images = multilabel_probe.keys, int(multilabel_probe.rows.size)
+        base_scope["probe"] = {
+            **multilabel_probe.counts(),
+            "budget": options.samples,
+            "seed": options.seed,
+            "max_worst": options.max_worst,
+            "max_wrong_labels": MAX_WRONG_LABELS,
+        }
+        calibration = _multilabel_calibration_keys(multilabel_probe, options.seed)
+        render = (
+            {(int(r), int(c)) for r, c in multilabel_probe.error_keys()}
+            if artifacts_dir is not None
+            else set()
+        )
+    else:
+        probe = select_probe(evaluation, options)
+        probe_keys, images = probe.keys, int(probe.rows.size)
+        base_scope["probe"] = {
+            **probe.counts(),
+            "budget": options.samples,
+            "seed": options.seed,
+            "max_worst": options.max_worst,
+            "pairs": options.pairs,
+            "per_class_examples": options.per_class_examples,
+            "max_gallery_classes": options.max_gallery_classes,
+        }
+        calibration = _calibration_keys(evaluation, probe, options.seed)
+        render = _render_keys(evaluation, probe) if artifacts_dir is not None else set()
+    if not len(probe_keys):
+        reason = (
+            "no image with finite model outputs has a wrong label or a label predicted present"
+            if multilabel
+            else "no image with finite model outputs to explain"
+        )
+        return _skipped(base_scope, reason)
 
-    render = _render_keys(evaluation, probe) if artifacts_dir is not None else set()
-    store = _MapStore(probe.keys, render, options.faithfulness_steps)
+    store = _MapStore(probe_keys, render, options.faithfulness_steps)
     runner = _Runner(
-        model=model, evaluation=evaluation, fetch_images=fetch_images, spec=spec, options=options
+        model=model,
+        evaluation=evaluation,
+        fetch_images=fetch_images,
+        spec=spec,
+        options=options,
+        score="sigmoid" if multilabel else "softmax",
     )
     errors: list[str] = []
     notes: list[str] = []
     with _model_guard(model):
         if options.method == "auto":
-            chosen = _choose(host, runner, evaluation, probe, available, options, store)
+            chosen = _choose(host, runner, calibration, available, options, store)
             base_scope["method_choice"] = chosen.choice
             if chosen.method is None:
                 return _skipped(
@@ -663,15 +890,40 @@ def run_xai(
     if not store.done.any():
         return _skipped({**base_scope, "errors": errors}, f"{name} produced no map")
 
-    context = _Context(
-        evaluation=evaluation,
-        probe=probe,
-        store=store,
-        method=name,
-        spec=spec,
-        options=options,
-        artifacts_dir=artifacts_dir,
-    )
+    context: _Sections
+    if multilabel_probe is not None:
+        context = _MultilabelContext(
+            evaluation=evaluation,
+            probe=multilabel_probe,
+            store=store,
+            method=name,
+            spec=spec,
+            options=options,
+            artifacts_dir=artifacts_dir,
+        )
+        explained = (
+            "multi-label: the logit of every wrong label (false positives and false negatives) "
+            "of the highest-loss images, and of the predicted-present label on the "
+            "label-stratified quality probe"
+        )
+        notes.append(
+            "confusion_pair_xai and best_worst_examples are not defined for multi-label "
+            "classification (there is no single predicted class to confuse) and are left empty; "
+            "the wrong labels of the highest-loss images are in "
+            "xai_examples_per_class.multilabel_high_loss"
+        )
+    else:
+        assert probe is not None
+        context = _Context(
+            evaluation=evaluation,
+            probe=probe,
+            store=store,
+            method=name,
+            spec=spec,
+            options=options,
+            artifacts_dir=artifacts_dir,
+        )
+        explained = "the predicted class of every image, and the true class of errors"
     sections, patterns = context.build()
     files = context.write()
     missing = int((~store.done).sum())
@@ -680,8 +932,7 @@ def run_xai(
         "status": "partial" if missing else "ok",
         "reason": (
             f"{name} explained {int(store.done.sum())} of {len(store.keys)} maps of "
-            f"{probe.rows.size} images"
-            + (f"; {missing} maps failed (see errors)" if missing else "")
+            f"{images} images" + (f"; {missing} maps failed (see errors)" if missing else "")
         ),
         "method": name,
         "method_details": _describe(method, name),
@@ -689,7 +940,8 @@ def run_xai(
         "notes": notes,
         "explain_calls": runner.calls,
         "settings": {
-            "explained": "the predicted class of every image, and the true class of errors",
+            "explained": explained,
+            "faithfulness_score": runner.score,
             "faithfulness_steps": options.faithfulness_steps,
             "faithfulness_replacement": "per-channel mean of the image",
             "faithful_margin": sal.FAITHFUL_MARGIN,
@@ -725,18 +977,17 @@ class _Choice:
 def _choose(
     host: PluginHost,
     runner: _Runner,
-    evaluation: Evaluation,
-    probe: Probe,
+    keys: np.ndarray,
     available: Sequence[str],
     options: XaiOptions,
     store: _MapStore,
 ) -> _Choice:
-    """``"auto"``: the cheapest candidate whose calibration maps beat random maps by
-    :data:`~bnnr_core.analysis.saliency.FAITHFUL_MARGIN` on deletion, else the candidate with
-    the largest margin. The chosen candidate's calibration maps are kept in ``store``."""
+    """``"auto"``: the cheapest candidate whose maps of the calibration ``keys`` beat random maps
+    by :data:`~bnnr_core.analysis.saliency.FAITHFUL_MARGIN` on deletion (scored as the runner
+    scores), else the candidate with the largest margin. The chosen candidate's calibration maps
+    are kept in ``store``."""
     candidates = [n for n in AUTO_ORDER if n in available]
     candidates += [n for n in sorted(available) if n not in AUTO_ORDER]
-    keys = _calibration_keys(evaluation, probe, options.seed)
     result = _Choice()
     records: list[dict[str, Any]] = []
     best: tuple[float, str, Any, _MapStore, list[str], list[str]] | None = None
@@ -821,10 +1072,23 @@ def _num(value: Any) -> float | None:
 # -------------------------------------------------------------------------------------------
 
 
-@attrs.define
-class _Context:
+@attrs.define(kw_only=True)
+class _Sections:
+    """What the single-label and multi-label sections share: the per-class (per-label) quality
+    of the quality probe, the patterns and the overlay files. A subclass says which maps form
+    each class's quality probe (:meth:`quality_groups`) and builds the sections."""
+
+    #: The thing a quality group is about, in prose ("class" or "label"), and its plural.
+    noun: ClassVar[str] = "class"
+    nouns: ClassVar[str] = "classes"
+    #: What the faithfulness test scores (``xai_quality_summary.faithfulness.score``).
+    score_text: ClassVar[str] = "softmax probability of the explained class"
+    #: What a quality-probe map explains (``xai_quality_summary.explained``).
+    explained: ClassVar[str] = "predicted"
+    #: Where the user finds a class's overlays (pattern recommendations).
+    overlays_hint: ClassVar[str] = "the class overlays in artifacts/class_examples"
+
     evaluation: Evaluation
-    probe: Probe
     store: _MapStore
     method: str
     spec: InputSpec
@@ -836,16 +1100,34 @@ class _Context:
     predictions: np.ndarray = attrs.field(init=False)
     #: ``(K, 4)`` deletion, insertion, random deletion, random insertion AUC of every key.
     auc: np.ndarray = attrs.field(init=False)
-    matrix: np.ndarray = attrs.field(init=False)
     area_share: float = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.targets = np.asarray(self.evaluation.targets, dtype=np.int64)
-        self.predictions = np.asarray(self.evaluation.predictions, dtype=np.int64)
         self.auc = sal.curve_auc(self.store.curves)  # (K, 4)
-        self.matrix = confusion_counts(self.evaluation)
         height, width = self.spec.size
         self.area_share = sal.border_area_share(int(height), int(width))
+
+    # -- what a subclass defines ----------------------------------------------------------
+
+    def build(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The report sections (the keys of :data:`SECTION_KEYS`) and the patterns."""
+        raise NotImplementedError
+
+    def quality_groups(self) -> dict[int, np.ndarray]:
+        """Per class (label), the positions of its finished quality-probe maps (non-empty)."""
+        raise NotImplementedError
+
+    def quality_positions(self) -> np.ndarray:
+        """Positions of every finished quality-probe map."""
+        raise NotImplementedError
+
+    def confused_with(self, cls: int) -> list[dict[str, Any]]:
+        """Up to three classes ``cls`` is most confused with (``[]`` when not defined)."""
+        return []
+
+    def insight(self, cls: int, summary: Mapping[str, Any]) -> str:
+        """The ``xai_insights`` paragraph of a class."""
+        return sal.class_insight(self.label(cls), self.method, summary)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -856,9 +1138,6 @@ class _Context:
         """The class's name for prose, with its id when they differ: ``cat (id 3)``."""
         name = self.name(cls)
         return name if name == str(cls) else f"{name} (id {cls})"
-
-    def confidence(self, row: int) -> float | None:
-        return _num(self.evaluation.probabilities[row, self.predictions[row]])
 
     def file(self, relative: str, content: tuple[Any, ...]) -> str:
         """Register a file to write; its report path (``""`` without an artifacts folder)."""
@@ -883,69 +1162,16 @@ class _Context:
             return {}
         return {key: _num(np.nanmean(self.store.stats[key][positions])) for key in sal.STAT_KEYS}
 
-    def example(self, row: int, stem: str) -> dict[str, Any] | None:
-        """One gallery/worst-case entry for ``row`` (``None`` if its predicted map failed)."""
-        predicted, true = int(self.predictions[row]), int(self.targets[row])
-        position = self.store.position(row, predicted)
-        if position is None:
-            return None
-        entry: dict[str, Any] = {
-            "index": int(row),
-            "sample_id": self._sample_id(row),
-            "true_label": true,
-            "true_name": self.name(true),
-            "pred_label": predicted,
-            "pred_name": self.name(predicted),
-            "confidence": self.confidence(row),
-            "explained": "predicted",
-            "explained_class": predicted,
-            "overlay_path": self.file(f"{stem}.png", ("overlay", row, predicted)),
-            "image_path": self.file(f"{stem}_image.png", ("image", row)),
-            "description": "Attention: " + sal.describe_attention(self.map_stats(position)),
-            **self.faithfulness(position),
-        }
-        if predicted != true:
-            true_position = self.store.position(row, true)
-            entry["overlay_true_path"] = (
-                self.file(f"{stem}_true.png", ("overlay", row, true))
-                if true_position is not None
-                else ""
-            )
-            entry["true_class_map"] = (
-                {"explained": "true", "explained_class": true, **self.faithfulness(true_position)}
-                if true_position is not None
-                else {}
-            )
-        return entry
-
     def _sample_id(self, row: int) -> str:
         ids = self.evaluation.sample_ids
         return ids[row] if row < len(ids) else str(row)
 
     # -- sections -------------------------------------------------------------------------
 
-    def build(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        summaries = self.class_summaries()
-        sections = empty_sections()
-        sections.update(self.quality_sections(summaries))
-        sections["xai_examples_per_class"] = self.worst_examples()
-        sections["confusion_pair_xai"] = self.pair_sections()
-        sections["best_worst_examples"] = self.gallery_sections()
-        return sections, self.patterns(summaries, sections["xai_quality_summary"])
-
-    def probe_positions(self, rows: np.ndarray) -> np.ndarray:
-        """Positions of the finished predicted-class maps of ``rows``."""
-        found = [self.store.position(int(r), int(self.predictions[r])) for r in rows]
-        return np.array([p for p in found if p is not None], dtype=np.int64)
-
     def class_summaries(self) -> dict[int, dict[str, Any]]:
-        """Per class: the quality-probe maps of its images (explaining the predicted class)."""
+        """Per class (label): the numbers of its quality-probe maps (:meth:`quality_groups`)."""
         summaries = {}
-        stratified = self.probe.stratified
-        for cls in range(self.evaluation.num_classes):
-            positions = self.probe_positions(stratified[self.targets[stratified] == cls])
-            if not positions.size:
-                continue
+        for cls, positions in self.quality_groups().items():
             auc = self.auc[positions]
             deletion_margin, insertion_margin = _margins(self.store, positions)
             stats = self.mean_stats(positions)
@@ -973,14 +1199,6 @@ class _Context:
                 ),
             }
         return summaries
-
-    def confused_with(self, cls: int) -> list[dict[str, Any]]:
-        row = self.matrix[cls].copy()
-        row[cls] = 0
-        order = [j for j in np.lexsort((np.arange(row.size), -row)) if row[j] > 0][:3]
-        return [
-            {"class": str(j), "class_name": self.name(int(j)), "count": int(row[j])} for j in order
-        ]
 
     def quality_sections(self, summaries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
         insights: dict[str, str] = {}
@@ -1013,7 +1231,7 @@ class _Context:
             flags += ["low_quality"] if summary["quality"] < sal.LOW_QUALITY else []
             flags += ["background_focus"] if summary["background_focus"] else []
             flags += ["confused_with"] if confused else []
-            insight = sal.class_insight(self.label(cls), self.method, summary)
+            insight = self.insight(cls, summary)
             confusion_text = ", ".join(f"{c['class_name']} ({c['count']}x)" for c in confused)
             text = insight
             if confusion_text:
@@ -1070,7 +1288,7 @@ class _Context:
         ]
 
     def quality_summary(self, summaries: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-        positions = self.probe_positions(self.probe.stratified)
+        positions = self.quality_positions()
         auc = self.auc[positions]
         curves = self.store.curves[positions]
         deletion_margin, insertion_margin = _margins(self.store, positions)
@@ -1085,7 +1303,7 @@ class _Context:
             "mean_quality_score": _num(np.mean(qualities)) if qualities else None,
             "total_samples": int(positions.size),
             "method": self.method,
-            "explained": "predicted",
+            "explained": self.explained,
             "classes_scored": len(summaries),
             "images_explained": int(np.unique(self.store.keys[self.store.done][:, 0]).size),
             "maps_computed": int(self.store.done.sum()),
@@ -1110,7 +1328,7 @@ class _Context:
                 "test": "deletion and insertion of pixels in map order vs a seeded random order",
                 "steps": steps,
                 "replacement": "per-channel mean of the image",
-                "score": "softmax probability of the explained class",
+                "score": self.score_text,
                 "margin": sal.FAITHFUL_MARGIN,
                 "deletion_auc": _num(np.nanmean(auc[:, 0])) if positions.size else None,
                 "insertion_auc": _num(np.nanmean(auc[:, 1])) if positions.size else None,
@@ -1134,6 +1352,324 @@ class _Context:
                 },
             },
         }
+
+    # -- patterns -------------------------------------------------------------------------
+
+    def patterns(
+        self, summaries: Mapping[int, Mapping[str, Any]], overall: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        patterns: list[dict[str, Any]] = []
+        eligible = {c: s for c, s in summaries.items() if s["sample_count"] >= MIN_PATTERN_MAPS}
+        legacy = {
+            c: {"type": "low_xai_quality", "class": str(c), "quality_score": s["quality"]}
+            for c, s in eligible.items()
+            if s["quality"] < sal.LOW_QUALITY
+        }
+        faithfulness = overall["faithfulness"]
+        total = int(overall["total_samples"])
+        if total >= MIN_PATTERN_MAPS and not faithfulness["faithful"]:
+            patterns.append(
+                self.unfaithful_pattern(None, faithfulness, total, list(legacy.values()))
+            )
+            legacy = {}
+        else:
+            for cls, summary in eligible.items():
+                if not summary["faithful"]:
+                    patterns.append(
+                        self.unfaithful_pattern(
+                            cls,
+                            summary,
+                            summary["sample_count"],
+                            [legacy.pop(cls)] if cls in legacy else [],
+                        )
+                    )
+        for cls, summary in eligible.items():
+            if summary["faithful"] and summary["quality"] < sal.LOW_QUALITY:
+                patterns.append(self.low_quality_pattern(cls, summary, legacy.pop(cls, None)))
+        for cls, summary in eligible.items():
+            if summary["background_focus"]:
+                patterns.append(self.background_pattern(cls, summary))
+        return patterns
+
+    def _common(self, cls: int | None, count: int) -> dict[str, Any]:
+        high, medium = CONFIDENCE_MAPS
+        return {
+            "count": count,
+            "class_a": "" if cls is None else str(cls),
+            "class_b": "",
+            "section": "xai",
+            "confidence": "high" if count >= high else "medium" if count >= medium else "low",
+        }
+
+    def unfaithful_pattern(
+        self,
+        cls: int | None,
+        numbers: Mapping[str, Any],
+        count: int,
+        legacy: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        deletion = float(numbers["deletion_auc"] or 0.0)
+        random_deletion = float(numbers["random_deletion_auc"] or 0.0)
+        margin = float(numbers["deletion_margin"] or 0.0)
+        who = f"all {self.nouns}" if cls is None else f"{self.noun} {self.label(cls)}"
+        pattern = {
+            **self._common(cls, count),
+            "pattern_type": "unfaithful_saliency",
+            "title": "Saliency maps no better than random",
+            "description": (
+                f"The {self.method} maps for {who} do not beat random maps: deleting their most "
+                f"salient pixels first gives deletion AUC {deletion:.3f} vs {random_deletion:.3f} "
+                f"for random maps (margin {margin:.3f} < {sal.FAITHFUL_MARGIN})."
+            ),
+            "severity": "medium",
+            "evidence": [
+                f"deletion_auc={deletion:.3f}",
+                f"random_deletion_auc={random_deletion:.3f}",
+                f"deletion_margin={margin:.3f}",
+                f"maps={count}",
+            ],
+            "metadata": {
+                "method": self.method,
+                "faithful_margin": sal.FAITHFUL_MARGIN,
+                "deletion_auc": _num(deletion),
+                "random_deletion_auc": _num(random_deletion),
+                "deletion_margin": _num(margin),
+                "faithfulness_steps": self.options.faithfulness_steps,
+            },
+            "interpretation": (
+                "The maps do not identify the pixels the prediction depends on any better than "
+                "chance, so they cannot be trusted as an explanation of where the model looks, "
+                "however plausible they appear."
+            ),
+            "recommended_action": (
+                "Do not draw conclusions from these maps; re-run with another --xai-method or "
+                "--xai-layer and use only maps whose deletion curve beats random."
+            ),
+            "recommendation": {
+                "title": "Do not trust these saliency maps",
+                "action": (
+                    "Re-run analyze with another saliency method (--xai-method) or target layer "
+                    "(--xai-layer); keep only maps that beat random maps on the deletion test."
+                ),
+                "priority": 4,
+                "expected_impact": _LITERATURE
+                + "saliency maps can be insensitive to the model (Adebayo et al., 2018); a "
+                "deletion test against random maps separates faithful maps from such ones.",
+                "literature_note": (
+                    "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018; Petsiuk "
+                    "et al., RISE, BMVC 2018"
+                ),
+            },
+        }
+        if legacy:
+            pattern["legacy"] = legacy
+        return pattern
+
+    def low_quality_pattern(
+        self, cls: int, summary: Mapping[str, Any], legacy: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        quality = summary["quality"]
+        pattern = {
+            **self._common(cls, summary["sample_count"]),
+            "pattern_type": "low_xai_quality",
+            "title": "Weak saliency evidence",
+            "description": (
+                f"The {self.method} maps for {self.noun} {self.label(cls)} score {quality:.3f} "
+                f"in quality (below {sal.LOW_QUALITY}): they beat random maps only slightly or "
+                "are diffuse."
+            ),
+            "severity": "low",
+            "evidence": [
+                f"quality[{cls}]={quality:.3f}",
+                f"deletion_margin[{cls}]={summary['deletion_margin']:.3f}",
+                f"insertion_margin[{cls}]={summary['insertion_margin']:.3f}",
+                f"gini[{cls}]={(summary['stats'].get('gini') or 0.0):.3f}",
+            ],
+            "metadata": {
+                "method": self.method,
+                "quality_score": _num(quality),
+                "low_quality_threshold": sal.LOW_QUALITY,
+                "deletion_margin": _num(summary["deletion_margin"]),
+                "insertion_margin": _num(summary["insertion_margin"]),
+            },
+            "interpretation": (
+                f"The model's evidence for this {self.noun} is spread out or only weakly "
+                "localised: its decisions may rest on diffuse texture or context rather than on "
+                "the object."
+            ),
+            "recommended_action": (
+                f"Look at this {self.noun}'s overlays and compare with another --xai-method "
+                "before drawing conclusions."
+            ),
+        }
+        if legacy:
+            pattern["legacy"] = legacy
+        return pattern
+
+    def background_pattern(self, cls: int, summary: Mapping[str, Any]) -> dict[str, Any]:
+        stats = summary["stats"]
+        ratio = float(stats.get("border_ratio") or 0.0)
+        edge = float(stats.get("edge_ratio") or 0.0)
+        return {
+            **self._common(cls, summary["sample_count"]),
+            "pattern_type": "background_focus_suspected",
+            "title": "Background focus suspected",
+            "description": (
+                f"Faithful {self.method} maps for {self.noun} {self.label(cls)} put "
+                f"{edge:.0%} of their saliency in the border strip, {ratio:.1f}x its "
+                f"{self.area_share:.0%} share of the image."
+            ),
+            "severity": "medium",
+            "evidence": [
+                f"edge_ratio[{cls}]={edge:.3f}",
+                f"border_ratio[{cls}]={ratio:.2f}",
+                f"border_area_share={self.area_share:.3f}",
+                f"maps={summary['sample_count']}",
+            ],
+            "metadata": {
+                "method": self.method,
+                "border_fraction": sal.BORDER_FRACTION,
+                "border_area_share": self.area_share,
+                "border_ratio": ratio,
+                "border_ratio_threshold": sal.BORDER_RATIO_THRESHOLD,
+            },
+            "interpretation": (
+                f"The model relies disproportionately on the image border for this {self.noun}, "
+                "which often means a shortcut (background, frame, watermark) rather than the "
+                "object."
+            ),
+            "recommended_action": (
+                f"Inspect this {self.noun}'s overlays; if the border carries a {self.noun} cue, "
+                "remove it from the data or add random-crop/padding augmentation."
+            ),
+            "recommendation": {
+                "title": "Check for background shortcuts",
+                "action": (
+                    f"Inspect {self.overlays_hint}; remove border or background cues from the "
+                    "data, or train with random-crop/padding augmentation, then re-run analyze."
+                ),
+                "priority": 3,
+                "expected_impact": _LITERATURE
+                + "models often learn shortcuts such as backgrounds instead of the intended "
+                "object (Geirhos et al., 2020).",
+                "literature_note": "Geirhos et al., Shortcut Learning in Deep Neural Networks, "
+                "Nature Machine Intelligence 2020",
+            },
+        }
+
+    # -- files ----------------------------------------------------------------------------
+
+    def render(self, content: tuple[Any, ...]) -> bytes:
+        kind = content[0]
+        if kind == "image":
+            return sal.png_bytes(self.store.images[content[1]])
+        if kind == "overlay":
+            _, row, cls = content
+            return sal.png_bytes(sal.overlay(self.store.images[row], self.store.maps[(row, cls)]))
+        _, rows, cls = content
+        images = np.stack([self.store.images[r] for r in rows])
+        maps = np.stack([self.store.maps[(r, cls)] for r in rows])
+        return sal.png_bytes(sal.mean_overlay(images, maps))
+
+    def write(self) -> list[Path]:
+        """Encode every distinct overlay once and write all files, in parallel."""
+        root = self.artifacts_dir
+        if root is None or not self.jobs:
+            return []
+        contents = sorted(set(self.jobs.values()), key=repr)
+        files = [(root / relative, content) for relative, content in sorted(self.jobs.items())]
+        for folder in sorted({target.parent for target, _ in files}):
+            folder.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
+            encoded = dict(zip(contents, pool.map(self.render, contents), strict=True))
+            list(pool.map(lambda item: item[0].write_bytes(encoded[item[1]]), files))
+        return [target for target, _ in files]
+
+
+@attrs.define(kw_only=True)
+class _Context(_Sections):
+    """The single-label sections."""
+
+    probe: Probe
+    matrix: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.targets = np.asarray(self.evaluation.targets, dtype=np.int64)
+        self.predictions = np.asarray(self.evaluation.predictions, dtype=np.int64)
+        self.matrix = confusion_counts(self.evaluation)
+
+    def quality_groups(self) -> dict[int, np.ndarray]:
+        stratified = self.probe.stratified
+        groups = {}
+        for cls in range(self.evaluation.num_classes):
+            positions = self.probe_positions(stratified[self.targets[stratified] == cls])
+            if positions.size:
+                groups[cls] = positions
+        return groups
+
+    def quality_positions(self) -> np.ndarray:
+        return self.probe_positions(self.probe.stratified)
+
+    def confidence(self, row: int) -> float | None:
+        return _num(self.evaluation.probabilities[row, self.predictions[row]])
+
+    def example(self, row: int, stem: str) -> dict[str, Any] | None:
+        """One gallery/worst-case entry for ``row`` (``None`` if its predicted map failed)."""
+        predicted, true = int(self.predictions[row]), int(self.targets[row])
+        position = self.store.position(row, predicted)
+        if position is None:
+            return None
+        entry: dict[str, Any] = {
+            "index": int(row),
+            "sample_id": self._sample_id(row),
+            "true_label": true,
+            "true_name": self.name(true),
+            "pred_label": predicted,
+            "pred_name": self.name(predicted),
+            "confidence": self.confidence(row),
+            "explained": "predicted",
+            "explained_class": predicted,
+            "overlay_path": self.file(f"{stem}.png", ("overlay", row, predicted)),
+            "image_path": self.file(f"{stem}_image.png", ("image", row)),
+            "description": "Attention: " + sal.describe_attention(self.map_stats(position)),
+            **self.faithfulness(position),
+        }
+        if predicted != true:
+            true_position = self.store.position(row, true)
+            entry["overlay_true_path"] = (
+                self.file(f"{stem}_true.png", ("overlay", row, true))
+                if true_position is not None
+                else ""
+            )
+            entry["true_class_map"] = (
+                {"explained": "true", "explained_class": true, **self.faithfulness(true_position)}
+                if true_position is not None
+                else {}
+            )
+        return entry
+
+    def build(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        summaries = self.class_summaries()
+        sections = empty_sections()
+        sections.update(self.quality_sections(summaries))
+        sections["xai_examples_per_class"] = self.worst_examples()
+        sections["confusion_pair_xai"] = self.pair_sections()
+        sections["best_worst_examples"] = self.gallery_sections()
+        return sections, self.patterns(summaries, sections["xai_quality_summary"])
+
+    def probe_positions(self, rows: np.ndarray) -> np.ndarray:
+        """Positions of the finished predicted-class maps of ``rows``."""
+        found = [self.store.position(int(r), int(self.predictions[r])) for r in rows]
+        return np.array([p for p in found if p is not None], dtype=np.int64)
+
+    def confused_with(self, cls: int) -> list[dict[str, Any]]:
+        row = self.matrix[cls].copy()
+        row[cls] = 0
+        order = [j for j in np.lexsort((np.arange(row.size), -row)) if row[j] > 0][:3]
+        return [
+            {"class": str(j), "class_name": self.name(int(j)), "count": int(row[j])} for j in order
+        ]
 
     def worst_examples(self) -> dict[str, list[dict[str, Any]]]:
         grouped: dict[str, list[dict[str, Any]]] = {}
@@ -1239,236 +1775,215 @@ class _Context:
             }
         return gallery
 
-    # -- patterns -------------------------------------------------------------------------
 
-    def patterns(
-        self, summaries: Mapping[int, Mapping[str, Any]], overall: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        patterns: list[dict[str, Any]] = []
-        eligible = {c: s for c, s in summaries.items() if s["sample_count"] >= MIN_PATTERN_MAPS}
-        legacy = {
-            c: {"type": "low_xai_quality", "class": str(c), "quality_score": s["quality"]}
-            for c, s in eligible.items()
-            if s["quality"] < sal.LOW_QUALITY
+@attrs.define(kw_only=True)
+class _MultilabelContext(_Sections):
+    """The multi-label sections: per-label quality from the label-stratified probe, and every
+    explained wrong label of the highest-loss images."""
+
+    noun: ClassVar[str] = "label"
+    nouns: ClassVar[str] = "labels"
+    score_text: ClassVar[str] = "sigmoid probability of the explained label"
+    explained: ClassVar[str] = "predicted-present label"
+    overlays_hint: ClassVar[str] = (
+        f"the label's overlays in artifacts/{MULTILABEL_FOLDER} (high-loss images)"
+    )
+
+    probe: MultilabelProbe
+    loss: np.ndarray = attrs.field(init=False)
+    probabilities: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.targets = _multi_hot(self.evaluation.targets)
+        self.predictions = _multi_hot(self.evaluation.predictions)
+        self.loss = np.asarray(self.evaluation.per_sample_loss, dtype=np.float64).reshape(-1)
+        self.probabilities = np.asarray(self.evaluation.probabilities, dtype=np.float64)
+
+    @property
+    def labels(self) -> int:
+        return int(self.probabilities.shape[1])
+
+    def positions(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of the finished maps of ``(row, label)`` keys, in order."""
+        found = [self.store.position(int(row), int(label)) for row, label in keys]
+        return np.array([p for p in found if p is not None], dtype=np.int64)
+
+    def quality_groups(self) -> dict[int, np.ndarray]:
+        stratified = self.probe.stratified
+        groups = {}
+        for label in range(self.labels):
+            positions = self.positions(stratified[stratified[:, 1] == label])
+            if positions.size:
+                groups[label] = positions
+        return groups
+
+    def quality_positions(self) -> np.ndarray:
+        return self.positions(self.probe.stratified)
+
+    def insight(self, cls: int, summary: Mapping[str, Any]) -> str:
+        return sal.class_insight(self.label(cls), self.method, summary, multilabel=True)
+
+    def names(self, mask: np.ndarray) -> list[int]:
+        return [int(label) for label in np.flatnonzero(mask)]
+
+    # -- sections -------------------------------------------------------------------------
+
+    def build(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        summaries = self.class_summaries()
+        sections = empty_sections()
+        sections.update(self.quality_sections(summaries))
+        examples = self.error_examples()
+        sections["xai_examples_per_class"] = {"multilabel_high_loss": examples}
+        self.add_error_counts(sections, examples)
+        summary = sections["xai_quality_summary"]
+        sections["xai_quality_summary"] = {
+            "multilabel_probe_count": len({entry["index"] for entry in examples}),
+            "multilabel_xai_note": MULTILABEL_NOTE,
+            **summary,
+            "explained_errors": "every wrong label of the highest-loss images",
+            "error_maps": self.error_summary(examples),
         }
-        faithfulness = overall["faithfulness"]
-        total = int(overall["total_samples"])
-        if total >= MIN_PATTERN_MAPS and not faithfulness["faithful"]:
-            patterns.append(
-                self.unfaithful_pattern(None, faithfulness, total, list(legacy.values()))
-            )
-            legacy = {}
-        else:
-            for cls, summary in eligible.items():
-                if not summary["faithful"]:
-                    patterns.append(
-                        self.unfaithful_pattern(
-                            cls,
-                            summary,
-                            summary["sample_count"],
-                            [legacy.pop(cls)] if cls in legacy else [],
-                        )
+        return sections, self.patterns(summaries, sections["xai_quality_summary"])
+
+    def error_examples(self) -> list[dict[str, Any]]:
+        """One entry per explained wrong label: the highest-loss image first, its most wrong
+        label first."""
+        entries = []
+        for rank, row in enumerate(int(r) for r in self.probe.worst):
+            stem = f"{MULTILABEL_FOLDER}/ml_{rank:04d}"
+            image_path: str | None = None
+            for label, false_positive in zip(
+                self.probe.wrong[rank], self.probe.false_positive[rank], strict=True
+            ):
+                label = int(label)
+                position = self.store.position(row, label)
+                if position is None:
+                    continue
+                if image_path is None:
+                    image_path = self.file(f"{stem}_image.png", ("image", row))
+                probability = _num(self.probabilities[row, label])
+                name = self.label(label)
+                if false_positive:
+                    error = "false_positive"
+                    note = (
+                        f"The map explains the logit of label {name}, predicted present "
+                        f"(probability {probability:.3f}) but absent: the evidence the model "
+                        "used for the wrong label."
                     )
-        for cls, summary in eligible.items():
-            if summary["faithful"] and summary["quality"] < sal.LOW_QUALITY:
-                patterns.append(self.low_quality_pattern(cls, summary, legacy.pop(cls, None)))
-        for cls, summary in eligible.items():
-            if summary["background_focus"]:
-                patterns.append(self.background_pattern(cls, summary))
-        return patterns
+                else:
+                    error = "false_negative"
+                    note = (
+                        f"The map explains the logit of label {name}, present but not predicted "
+                        f"(probability {probability:.3f}): the evidence for it the model sees. "
+                        "The label's probability is low on this image, so deletion and insertion "
+                        "have little to measure: read this map's faithfulness as informative only."
+                    )
+                entries.append(
+                    {
+                        "index": row,
+                        "sample_id": self._sample_id(row),
+                        "rank": rank,
+                        "target_label": label,
+                        "target_name": self.name(label),
+                        "error": error,
+                        "loss": _num(self.loss[row]) if row < self.loss.size else None,
+                        "probability": probability,
+                        "true_labels": self.names(self.targets[row]),
+                        "pred_labels": self.names(self.predictions[row]),
+                        "explained": "label_logit",
+                        "explained_class": label,
+                        "overlay_path": self.file(
+                            f"{stem}_label_{label}.png", ("overlay", row, label)
+                        ),
+                        "image_path": image_path,
+                        "description": "Attention: "
+                        + sal.describe_attention(self.map_stats(position)),
+                        **self.faithfulness(position),
+                        "note": note,
+                    }
+                )
+        return entries
 
-    def _common(self, cls: int | None, count: int) -> dict[str, Any]:
-        high, medium = CONFIDENCE_MAPS
-        return {
-            "count": count,
-            "class_a": "" if cls is None else str(cls),
-            "class_b": "",
-            "section": "xai",
-            "confidence": "high" if count >= high else "medium" if count >= medium else "low",
-        }
+    def error_summary(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Faithfulness of the explained wrong labels, per error kind."""
+        summary: dict[str, Any] = {"wrong_labels_left_out": int(self.probe.left_out)}
+        for kind in ("false_positive", "false_negative"):
+            keys = np.array(
+                [(e["index"], e["target_label"]) for e in examples if e["error"] == kind],
+                dtype=np.int64,
+            ).reshape(-1, 2)
+            positions = self.positions(keys)
+            auc = self.auc[positions]
+            deletion_margin, insertion_margin = _margins(self.store, positions)
+            margins = auc[:, 2] - auc[:, 0]
 
-    def unfaithful_pattern(
-        self,
-        cls: int | None,
-        numbers: Mapping[str, Any],
-        count: int,
-        legacy: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        deletion = float(numbers["deletion_auc"] or 0.0)
-        random_deletion = float(numbers["random_deletion_auc"] or 0.0)
-        margin = float(numbers["deletion_margin"] or 0.0)
-        who = "all classes" if cls is None else f"class {self.label(cls)}"
-        pattern = {
-            **self._common(cls, count),
-            "pattern_type": "unfaithful_saliency",
-            "title": "Saliency maps no better than random",
-            "description": (
-                f"The {self.method} maps for {who} do not beat random maps: deleting their most "
-                f"salient pixels first gives deletion AUC {deletion:.3f} vs {random_deletion:.3f} "
-                f"for random maps (margin {margin:.3f} < {sal.FAITHFUL_MARGIN})."
-            ),
-            "severity": "medium",
-            "evidence": [
-                f"deletion_auc={deletion:.3f}",
-                f"random_deletion_auc={random_deletion:.3f}",
-                f"deletion_margin={margin:.3f}",
-                f"maps={count}",
-            ],
-            "metadata": {
-                "method": self.method,
-                "faithful_margin": sal.FAITHFUL_MARGIN,
-                "deletion_auc": _num(deletion),
-                "random_deletion_auc": _num(random_deletion),
-                "deletion_margin": _num(margin),
-                "faithfulness_steps": self.options.faithfulness_steps,
-            },
-            "interpretation": (
-                "The maps do not identify the pixels the prediction depends on any better than "
-                "chance, so they cannot be trusted as an explanation of where the model looks, "
-                "however plausible they appear."
-            ),
-            "recommended_action": (
-                "Do not draw conclusions from these maps; re-run with another --xai-method or "
-                "--xai-layer and use only maps whose deletion curve beats random."
-            ),
-            "recommendation": {
-                "title": "Do not trust these saliency maps",
-                "action": (
-                    "Re-run analyze with another saliency method (--xai-method) or target layer "
-                    "(--xai-layer); keep only maps that beat random maps on the deletion test."
-                ),
-                "priority": 4,
-                "expected_impact": _LITERATURE
-                + "saliency maps can be insensitive to the model (Adebayo et al., 2018); a "
-                "deletion test against random maps separates faithful maps from such ones.",
-                "literature_note": (
-                    "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018; Petsiuk "
-                    "et al., RISE, BMVC 2018"
-                ),
-            },
-        }
-        if legacy:
-            pattern["legacy"] = legacy
-        return pattern
+            def mean(values: np.ndarray, count: int = positions.size) -> float | None:
+                return _num(np.nanmean(values)) if count else None
 
-    def low_quality_pattern(
-        self, cls: int, summary: Mapping[str, Any], legacy: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        quality = summary["quality"]
-        pattern = {
-            **self._common(cls, summary["sample_count"]),
-            "pattern_type": "low_xai_quality",
-            "title": "Weak saliency evidence",
-            "description": (
-                f"The {self.method} maps for class {self.label(cls)} score {quality:.3f} "
-                f"in quality (below {sal.LOW_QUALITY}): they beat random maps only slightly or "
-                "are diffuse."
-            ),
-            "severity": "low",
-            "evidence": [
-                f"quality[{cls}]={quality:.3f}",
-                f"deletion_margin[{cls}]={summary['deletion_margin']:.3f}",
-                f"insertion_margin[{cls}]={summary['insertion_margin']:.3f}",
-                f"gini[{cls}]={(summary['stats'].get('gini') or 0.0):.3f}",
-            ],
-            "metadata": {
-                "method": self.method,
-                "quality_score": _num(quality),
-                "low_quality_threshold": sal.LOW_QUALITY,
-                "deletion_margin": _num(summary["deletion_margin"]),
-                "insertion_margin": _num(summary["insertion_margin"]),
-            },
-            "interpretation": (
-                "The model's evidence for this class is spread out or only weakly localised: "
-                "its decisions may rest on diffuse texture or context rather than on the object."
-            ),
-            "recommended_action": (
-                "Look at this class's overlays and compare with another --xai-method before "
-                "drawing conclusions."
-            ),
-        }
-        if legacy:
-            pattern["legacy"] = legacy
-        return pattern
+            summary[kind] = {
+                "maps": int(positions.size),
+                "images": int(np.unique(keys[:, 0]).size),
+                "mean_probability": mean(self.probabilities[keys[:, 0], keys[:, 1]]),
+                "deletion_auc": mean(auc[:, 0]),
+                "insertion_auc": mean(auc[:, 1]),
+                "random_deletion_auc": mean(auc[:, 2]),
+                "random_insertion_auc": mean(auc[:, 3]),
+                "deletion_margin": _num(deletion_margin),
+                "insertion_margin": _num(insertion_margin),
+                "faithful_maps": int((margins >= sal.FAITHFUL_MARGIN).sum()),
+            }
+        return summary
 
-    def background_pattern(self, cls: int, summary: Mapping[str, Any]) -> dict[str, Any]:
-        stats = summary["stats"]
-        ratio = float(stats.get("border_ratio") or 0.0)
-        edge = float(stats.get("edge_ratio") or 0.0)
-        return {
-            **self._common(cls, summary["sample_count"]),
-            "pattern_type": "background_focus_suspected",
-            "title": "Background focus suspected",
-            "description": (
-                f"Faithful {self.method} maps for class {self.label(cls)} put "
-                f"{edge:.0%} of their saliency in the border strip, {ratio:.1f}x its "
-                f"{self.area_share:.0%} share of the image."
-            ),
-            "severity": "medium",
-            "evidence": [
-                f"edge_ratio[{cls}]={edge:.3f}",
-                f"border_ratio[{cls}]={ratio:.2f}",
-                f"border_area_share={self.area_share:.3f}",
-                f"maps={summary['sample_count']}",
-            ],
-            "metadata": {
-                "method": self.method,
-                "border_fraction": sal.BORDER_FRACTION,
-                "border_area_share": self.area_share,
-                "border_ratio": ratio,
-                "border_ratio_threshold": sal.BORDER_RATIO_THRESHOLD,
-            },
-            "interpretation": (
-                "The model relies disproportionately on the image border for this class, which "
-                "often means a shortcut (background, frame, watermark) rather than the object."
-            ),
-            "recommended_action": (
-                "Inspect this class's overlays; if the border carries a class cue, remove it from "
-                "the data or add random-crop/padding augmentation."
-            ),
-            "recommendation": {
-                "title": "Check for background shortcuts",
-                "action": (
-                    "Inspect the class overlays in artifacts/class_examples; remove border or "
-                    "background cues from the data, or train with random-crop/padding "
-                    "augmentation, then re-run analyze."
-                ),
-                "priority": 3,
-                "expected_impact": _LITERATURE
-                + "models often learn shortcuts such as backgrounds instead of the intended "
-                "object (Geirhos et al., 2020).",
-                "literature_note": "Geirhos et al., Shortcut Learning in Deep Neural Networks, "
-                "Nature Machine Intelligence 2020",
-            },
-        }
-
-    # -- files ----------------------------------------------------------------------------
-
-    def render(self, content: tuple[Any, ...]) -> bytes:
-        kind = content[0]
-        if kind == "image":
-            return sal.png_bytes(self.store.images[content[1]])
-        if kind == "overlay":
-            _, row, cls = content
-            return sal.png_bytes(sal.overlay(self.store.images[row], self.store.maps[(row, cls)]))
-        _, rows, cls = content
-        images = np.stack([self.store.images[r] for r in rows])
-        maps = np.stack([self.store.maps[(r, cls)] for r in rows])
-        return sal.png_bytes(sal.mean_overlay(images, maps))
-
-    def write(self) -> list[Path]:
-        """Encode every distinct overlay once and write all files, in parallel."""
-        root = self.artifacts_dir
-        if root is None or not self.jobs:
-            return []
-        contents = sorted(set(self.jobs.values()), key=repr)
-        files = [(root / relative, content) for relative, content in sorted(self.jobs.items())]
-        for folder in sorted({target.parent for target, _ in files}):
-            folder.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
-            encoded = dict(zip(contents, pool.map(self.render, contents), strict=True))
-            list(pool.map(lambda item: item[0].write_bytes(encoded[item[1]]), files))
-        return [target for target, _ in files]
+    def add_error_counts(
+        self, sections: dict[str, Any], examples: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Per label, the explained false positives and negatives: a sentence and a count in its
+        diagnosis, and an insight of its own for a label without quality-probe maps (e.g. one
+        that is never predicted present)."""
+        insights, diagnoses = sections["xai_insights"], sections["xai_diagnoses"]
+        for label in range(self.labels):
+            mine = [e for e in examples if e["target_label"] == label]
+            if not mine:
+                continue
+            key, name = str(label), self.label(label)
+            positives = sum(e["error"] == "false_positive" for e in mine)
+            negatives = len(mine) - positives
+            images = self.probe.worst.size
+            sentence = (
+                f"Among the {images} highest-loss images explained, label {name} is a false "
+                f"positive on {positives} and a false negative on {negatives} (maps in "
+                "xai_examples_per_class.multilabel_high_loss)."
+            )
+            if key in diagnoses:
+                diagnosis = diagnoses[key]
+                diagnosis["text"] = f"{diagnosis['text']} {sentence}"
+                diagnosis["high_loss_errors"] = {
+                    "false_positive": positives,
+                    "false_negative": negatives,
+                }
+                diagnosis["evidence"].append(
+                    f"high_loss_errors[{label}]=fp {positives}, fn {negatives}"
+                )
+                continue
+            positions = self.positions(
+                np.array([(e["index"], label) for e in mine], dtype=np.int64)
+            )
+            auc = self.auc[positions]
+            predicted = int(self.predictions[:, label].sum())
+            why = (
+                "it is not predicted present on any image"
+                if not predicted
+                else f"none of the {predicted} images where it is predicted present was sampled"
+            )
+            text = f"Label {name} has no quality-probe maps: {why}. {sentence}"
+            if positions.size:
+                text += (
+                    f" Their mean deletion AUC is {np.nanmean(auc[:, 0]):.3f} vs "
+                    f"{np.nanmean(auc[:, 2]):.3f} for random maps, insertion AUC "
+                    f"{np.nanmean(auc[:, 1]):.3f} vs {np.nanmean(auc[:, 3]):.3f}."
+                )
+            insights[key] = text
 
 
 def _floats(stats: Mapping[str, float | None]) -> dict[str, float]:
