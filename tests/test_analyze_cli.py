@@ -459,6 +459,11 @@ def test_demo_trains_saves_and_analyzes(tmp_path: Path) -> None:
     assert report["metrics"]["accuracy"] > 0.85
     assert "BNNR ANALYZE SUMMARY" in result.output
     assert str(tmp_path / "demo" / "analysis" / "analysis_report.json") in result.output
+    assert str(tmp_path / "demo" / "analysis" / "report.html") in result.output
+    multilabel = report_of(tmp_path / "demo" / "multilabel_analysis")
+    assert multilabel["analysis_scope"]["task"] == "multilabel"
+    assert multilabel["metrics"]["f1_macro"] > 0.9
+    assert (tmp_path / "demo" / "multidigits" / "labels.csv").is_file()
 
 
 # -------------------------------------------------------------------------------------------

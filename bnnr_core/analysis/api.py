@@ -111,8 +111,11 @@ def _analyze(
             num_classes=num_classes,
             in_channels=module_in_channels(model),
         )
+    task = options.get("task") or loaded.task or "classification"
     evaluation_data = (
-        data if isinstance(data, EvalData) else load_eval_data(str(data), data_dir=data_dir)
+        data
+        if isinstance(data, EvalData)
+        else load_eval_data(str(data), data_dir=data_dir, multilabel=task == "multilabel")
     )
     spec = input_spec(
         evaluation_data,
@@ -129,7 +132,7 @@ def _analyze(
         evaluation_data,
         spec,
         host=host,
-        options=AnalyzeOptions(**options),
+        options=AnalyzeOptions(**{**options, "task": task}),
         artifacts_dir=staging.artifacts if staging is not None else None,
     )
     if staging is not None:

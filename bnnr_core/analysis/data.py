@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Names ``--data`` accepts besides a folder.
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
+#: Multi-label data names ``--data`` accepts besides a manifest file.
+MULTILABEL_NAMES = ("multidigits",)
+
 #: Image side used for an image folder when neither the checkpoint nor ``--image-size`` says.
 DEFAULT_FOLDER_SIDE = 224
 
@@ -95,6 +98,8 @@ class EvalData:
     train_samples: int | None = None
     #: Folders next to the evaluated split that are not used.
     ignored_folders: tuple[str, ...] = ()
+    #: What reading the data found that a user may want to know (rows skipped, ...).
+    notes: tuple[str, ...] = ()
     _iterate: Callable[[InputSpec, int, int], Batches] = attrs.field(repr=False, alias="iterate")
     #: The evaluated split's raw images.
     raw: SplitSource = attrs.field(repr=False)
@@ -133,7 +138,7 @@ class EvalData:
         files = self.raw.files or ()
         dataset = ImageFileDataset(
             [files[i] for i in positions],
-            [int(self.labels[i]) for i in positions],
+            [0] * len(positions),  # labels are not needed to fetch images
             channels=spec.channels,
             size=spec.size,
         )
@@ -160,21 +165,50 @@ def load_eval_data(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
+    multilabel: bool = False,
+    label_names: Sequence[str] | None = None,
 ) -> EvalData:
-    """Resolve ``--data`` (a data set name or a folder) without decoding any image yet.
+    """Resolve ``--data`` without decoding any image yet.
+
+    Single-label: a folder, ``digits``, ``mnist``, ``fashion_mnist`` or ``cifar10``.
+    Multi-label (``multilabel=True``): a manifest file (CSV ``path,labels`` or JSON lines, see
+    :mod:`bnnr_core.datasets.manifest`; ``label_names`` fixes the label order) or
+    ``multidigits``, the bundled multi-label demo.
 
     :raises BnnrError: an unknown name that is not a folder either, a data set whose files are
-        missing, an empty folder or one with a single class.
+        missing, an empty folder or one with a single class, data of the other task kind.
     """
     text = str(data).strip()
     path = Path(text).expanduser()
+    name = text.lower().replace("-", "_")
+    if multilabel:
+        if path.is_file():
+            return _manifest(path, label_names)
+        if name in MULTILABEL_NAMES:
+            if label_names:
+                raise BnnrError(
+                    f"--labels names the labels of a manifest; {name} has its own label names"
+                )
+            return _multidigits()
+        if path.is_dir() or name in DATASET_NAMES:
+            raise BnnrError(
+                f"--data {text} has one label per image; multi-label analysis needs a manifest "
+                "(CSV path,labels or JSON lines) or multidigits"
+            )
+        raise BnnrError(
+            f"--data {text} is neither a manifest file nor a known data set; pass a CSV "
+            f"(path,labels) or JSON-lines manifest, or one of: {', '.join(MULTILABEL_NAMES)}"
+        )
     if path.is_dir():
         return _image_folder(path)
-    name = text.lower().replace("-", "_")
     if name == "digits":
         return _digits()
     if name in DATASET_NAMES:
         return _torchvision(name, data_dir, download)
+    from bnnr_core.datasets.manifest import looks_like_manifest
+
+    if name in MULTILABEL_NAMES or (path.is_file() and looks_like_manifest(path)):
+        raise BnnrError(f"--data {text} is multi-label data; analyze it with --task multilabel")
     if path.exists():
         raise BnnrError(
             f"--data {text} is a file; pass a folder of class sub-folders or one of: "
@@ -187,6 +221,13 @@ def load_eval_data(
 
 
 def _require_classes(class_names: Sequence[str], labels: np.ndarray, where: str) -> None:
+    if labels.ndim == 2:
+        if len(class_names) < 2 or not labels.any():
+            raise BnnrError(
+                f"{where} needs at least two labels and one image with a label; it has "
+                f"{len(class_names)} label(s) and {int(labels.any(axis=1).sum())} labelled images"
+            )
+        return
     present = np.unique(labels)
     if present.size < 2:
         only = class_names[int(present[0])] if present.size else "none"
@@ -442,3 +483,77 @@ def input_spec(
     if norm_mean is not None and norm_std is not None and len(norm_mean) == 1 and channels > 1:
         norm_mean, norm_std = norm_mean * channels, norm_std * channels
     return InputSpec(channels=channels, size=size, mean=norm_mean, std=norm_std, source=source)
+
+
+def _multidigits() -> EvalData:
+    from bnnr_core.datasets.multidigits import load_multidigits
+
+    split = load_multidigits("eval")
+
+    def train_split() -> SplitSource:
+        train = load_multidigits("train")
+        return _array_source("multidigits", "train", train.images, train.labels)
+
+    return _arrays(
+        "multidigits",
+        "multidigits",
+        "eval",
+        split.images,
+        split.labels,
+        split.class_names,
+        None,
+        train_split,
+    )
+
+
+def _manifest(path: Path, label_names: Sequence[str] | None) -> EvalData:
+    from bnnr_core.datasets.manifest import read_manifest
+
+    manifest = read_manifest(path, label_names=label_names)
+    split = manifest.eval_split
+    labels = np.asarray(split.labels, dtype=np.int64)
+    _require_classes(manifest.class_names, labels, str(path))
+    files = tuple(split.files)
+    skipped: list[Any] = []
+
+    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
+        import torch
+
+        from bnnr_core.datasets.images import ImageFileDataset, iter_image_batches
+
+        # Decoding carries a placeholder class index; the multi-hot rows are looked up by
+        # position, so a skipped file never shifts the labels of the others.
+        dataset = ImageFileDataset(files, [0] * len(files), channels=spec.channels, size=spec.size)
+        for batch in iter_image_batches(
+            dataset, batch_size=batch_size, num_workers=workers, mean=spec.mean, std=spec.std
+        ):
+            skipped.extend(batch.skipped)
+            if batch.images.shape[0]:
+                rows = torch.from_numpy(labels[batch.indices.numpy()])
+                yield batch.images, rows, batch.indices
+
+    def file_source(manifest_split: Any) -> SplitSource:
+        return SplitSource(
+            name=manifest_split.name,
+            labels=np.asarray(manifest_split.labels, dtype=np.int64),
+            sample_ids=tuple(manifest_split.sample_ids),
+            files=tuple(manifest_split.files),
+        )
+
+    train = manifest.train_split
+    return EvalData(
+        source="manifest",
+        location=str(path),
+        split=split.name,
+        class_names=tuple(manifest.class_names),
+        labels=labels,
+        sample_ids=tuple(split.sample_ids),
+        native_channels=None,
+        native_size=None,
+        train_samples=len(train.files) if train is not None else None,
+        iterate=iterate,
+        raw=file_source(split),
+        train=(lambda: file_source(train)) if train is not None else (lambda: None),
+        skipped=skipped,
+        notes=tuple(manifest.notes),
+    )

@@ -72,6 +72,10 @@ REPORT_KEYS: dict[str, Callable[[], Any]] = {
     "analysis_scope": dict,
     "calibration_summary": dict,
     "confident_errors": list,
+    # Multi-label: decision thresholds, metrics at tuned thresholds, co-occurrence errors.
+    "thresholds": dict,
+    "metrics_tuned": dict,
+    "cooccurrence_errors": dict,
     "provenance": dict,
 }
 
@@ -104,6 +108,8 @@ class AnalyzeOptions:
     """What to compute. The CLI flags map one to one onto these fields."""
 
     task: str = "classification"
+    #: Keyword options of the task's factory (multi-label: ``threshold``, ``tune_thresholds``).
+    task_options: Mapping[str, Any] = attrs.field(factory=dict)
     seed: int = 0
     cv_folds: int = 0
     n_bootstrap: int = 1000
@@ -164,7 +170,7 @@ def analyze(
 
     with timer("check"):
         progress.stage("check")
-        task = _task(host, options.task)
+        task = _task(host, options.task, options.task_options)
         if options.data_quality and host.available("data_quality_check"):
             from bnnr_core.analysis.data_quality import validate_config
 
@@ -174,7 +180,10 @@ def analyze(
 
     with timer("inference"):
         progress.stage("inference")
-        predictions, indices = _infer(loaded.model, data, spec, task, label_map, options, progress)
+        predictions, indices = _infer(
+            loaded.model, data, spec, task, class_names, label_map, options, progress
+        )
+    scope["notes"].extend(data.notes)
     if data.skipped:
         scope["notes"].append(
             f"{len(data.skipped)} of {data.num_samples} images could not be decoded and were "
@@ -308,8 +317,13 @@ def analyze(
 # -------------------------------------------------------------------------------------------
 
 
-def _task(host: PluginHost, name: str) -> Any:
-    task = host.component("task", name).create()
+def _task(host: PluginHost, name: str, task_options: Mapping[str, Any]) -> Any:
+    component = host.component("task", name)
+    try:
+        task = component.create(**task_options)
+    except (TypeError, ValueError) as exc:
+        shown = ", ".join(f"{key}={value!r}" for key, value in task_options.items())
+        raise BnnrError(f"the {name!r} task does not accept {shown} ({exc})") from exc
     if not callable(getattr(task, "report_sections", None)):
         raise BnnrError(f"the {name!r} task plugin cannot produce an analysis report")
     return task
@@ -376,6 +390,7 @@ def _infer(
     data: EvalData,
     spec: InputSpec,
     task: Any,
+    class_names: Sequence[str],
     label_map: np.ndarray | None,
     options: AnalyzeOptions,
     progress: Progress,
@@ -388,6 +403,7 @@ def _infer(
     total = -(-data.num_samples // options.batch_size)
     advance = progress.batches(total)
     mapping = None if label_map is None else torch.from_numpy(label_map)
+    num_outputs = len(class_names)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, positions in data.batches(
@@ -395,7 +411,7 @@ def _infer(
         ):
             indices.append(positions)
             advance(1)
-            yield images, labels if mapping is None else mapping[labels]
+            yield images, labels if mapping is None else _remap(labels, mapping, num_outputs)
 
     try:
         predictions = run_inference(model, batches(), task)
@@ -406,6 +422,18 @@ def _infer(
     finally:
         progress.done()
     return predictions, torch.cat(indices).numpy()
+
+
+def _remap(labels: torch.Tensor, mapping: torch.Tensor, num_outputs: int) -> torch.Tensor:
+    """Data labels in the model's class order: class indices through ``mapping``, or multi-hot
+    columns moved to the model's columns (classes the data lacks stay 0)."""
+    import torch
+
+    if labels.ndim == 1:
+        return mapping[labels]
+    moved = torch.zeros((labels.shape[0], num_outputs), dtype=labels.dtype)
+    moved[:, mapping] = labels
+    return moved
 
 
 def _run_detectors(

@@ -57,9 +57,8 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--task",
-            default="classification",
-            show_default=True,
-            help="Task plugin: classification or multilabel.",
+            help="Task plugin: classification or multilabel (default: the task recorded in a "
+            "BNNR checkpoint, else classification).",
         ),
         click.option(
             "--batch-size",
@@ -171,6 +170,24 @@ def analysis_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Classes of a state dict (inferred from the weights when omitted).",
 )
 @click.option(
+    "--labels",
+    "label_names",
+    metavar="A,B,...",
+    help="Multi-label: the label names in the model's output order (else labels.txt next to "
+    "the manifest, else the sorted labels found).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    help="Multi-label: decision threshold on each label's probability (default 0.5).",
+)
+@click.option(
+    "--tune-thresholds",
+    is_flag=True,
+    help="Multi-label: also tune one threshold per label, reported out-of-sample by "
+    "cross-fitting over the evaluation set.",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default="data",
@@ -247,6 +264,7 @@ def run_analysis(
     from bnnr_core.analysis.data import input_spec, load_eval_data
     from bnnr_core.analysis.engine import AnalyzeOptions, analyze
     from bnnr_core.analysis.output import Staging
+    from bnnr_core.datasets.manifest import parse_label_names
     from bnnr_core.modelio.loader import load_model
 
     progress = _CliProgress(quiet=params.get("quiet", False))
@@ -261,8 +279,28 @@ def run_analysis(
             device=params.get("device", "auto"),
         )
         progress.stage("load_data")
+        task_name = params.get("task") or loaded.task or "classification"
+        if loaded.task and task_name != loaded.task:
+            raise BnnrError(
+                f"the checkpoint was saved for --task {loaded.task}, not {task_name}; drop --task "
+                f"or pass --task {loaded.task}"
+            )
+        multilabel = task_name == "multilabel"
+        task_options: dict[str, Any] = {}
+        for key, flag in (("threshold", "--threshold"), ("tune_thresholds", "--tune-thresholds")):
+            if params.get(key) not in (None, False):
+                if not multilabel:
+                    raise BnnrError(f"{flag} applies to --task multilabel only")
+                task_options[key] = params[key]
+        label_names = params.get("label_names")
+        if label_names and not multilabel:
+            raise BnnrError("--labels applies to --task multilabel only")
         data = load_eval_data(
-            params["data"], data_dir=params.get("data_dir"), download=params.get("download", False)
+            params["data"],
+            data_dir=params.get("data_dir"),
+            download=params.get("download", False),
+            multilabel=multilabel,
+            label_names=parse_label_names(label_names) if label_names else None,
         )
         spec = input_spec(
             data,
@@ -275,7 +313,8 @@ def run_analysis(
             std=params.get("std"),
         )
         options = AnalyzeOptions(
-            task=params.get("task", "classification"),
+            task=task_name,
+            task_options=task_options,
             seed=params.get("seed", 0),
             cv_folds=params.get("cv_folds", 0),
             n_bootstrap=params.get("n_bootstrap", 1000),
@@ -389,6 +428,13 @@ class _CliProgress(Progress):
             self._bar = None
 
 
+#: Headline metrics of the stdout summary, per task.
+SUMMARY_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "ece"),
+    "multilabel": ("f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "ece"),
+}
+
+
 def _percent(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"
 
@@ -408,7 +454,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     unchecked = summary.get("unchecked_sections") or []
     if unchecked:
         lines.append(f"  Not checked       : {', '.join(unchecked)} (see analysis_scope)")
-    for name in ("accuracy", "balanced_accuracy", "f1_macro", "ece"):
+    task = report.get("analysis_scope", {}).get("task")
+    for name in SUMMARY_METRICS.get(task, SUMMARY_METRICS["classification"]):
         if name not in metrics:
             continue
         interval = intervals.get(name)

@@ -474,11 +474,14 @@ def _calibration(report: Mapping[str, Any]) -> dict[str, Any]:
                 report, "calibration", "The task did not produce a calibration summary."
             )
         }
-    bins = [as_dict(b) for b in as_list(summary.get("bins"))]
+    # Multi-label reports pool all (image, label) slots into one set of bins.
+    pooled = "bins" not in summary and "bins_pooled" in summary
+    bins = [as_dict(b) for b in as_list(summary.get("bins_pooled" if pooled else "bins"))]
     facts = [
         (label, fmt(summary.get(key)))
         for label, key, fmt in (
             ("ECE", "ece", dec),
+            ("Mean per-label ECE", "ece_mean", dec),
             ("MCE", "mce", dec),
             ("Brier score", "brier", dec),
             ("Mean confidence", "mean_confidence", pct),
@@ -490,7 +493,12 @@ def _calibration(report: Mapping[str, Any]) -> dict[str, Any]:
         if summary.get(key) is not None
     ]
     direction = as_text(summary.get("direction"))
-    caption = "Reliability diagram: accuracy per confidence bin"
+    caption = (
+        "Reliability diagram: share of present labels per probability bin, every (image, label) "
+        "pair pooled"
+        if pooled
+        else "Reliability diagram: accuracy per confidence bin"
+    )
     return {
         "reason": "",
         "facts": facts,
@@ -564,15 +572,29 @@ def _errors(
         return {"reason": "No confidently wrong prediction is listed in this report."}
     with_images = any(path_values(e) for e in entries)
     rows = []
+
+    def label_set(key: str) -> str | None:
+        """Multi-label entries list label ids; ``None`` for a single-label entry."""
+        if key not in entry:
+            return None
+        labels = [names.label(item) for item in as_list(entry.get(key))]
+        return ", ".join(labels) if labels else "(none)"
+
     for entry in entries:
         true_id, pred_id = entry.get("true_label"), entry.get("pred_label")
+        wrong = label_set("wrong_labels")
+        true_set, pred_set = label_set("true_labels"), label_set("pred_labels")
         rows.append(
             {
                 "sample": as_text(entry.get("sample_id") or entry.get("index")),
-                "true": names.label(true_id)
+                "true": true_set
+                if true_set is not None
+                else names.label(true_id)
                 if true_id is not None
                 else as_text(entry.get("true_name")),
-                "pred": names.label(pred_id)
+                "pred": (f"{pred_set} (wrong: {wrong})" if wrong else pred_set)
+                if pred_set is not None
+                else names.label(pred_id)
                 if pred_id is not None
                 else as_text(entry.get("pred_name")),
                 "confidence": pct(entry.get("confidence")),

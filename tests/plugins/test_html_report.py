@@ -695,6 +695,46 @@ def test_multilabel_report_has_a_per_label_table(tmp_path: Path) -> None:
     assert "see the per-label table" in section(html, "confusion")
 
 
+def test_multilabel_errors_and_pooled_calibration_are_drawn(tmp_path: Path) -> None:
+    report = make_report(4)
+    report["analysis_scope"]["task"] = "multilabel"
+    report["confident_errors"] = [
+        {
+            "index": 7,
+            "sample_id": "img/7.png",
+            "true_labels": [0, 2],
+            "pred_labels": [2, 3],
+            "wrong_labels": [0, 3],
+            "loss": 0.9,
+        }
+    ]
+    bins = [
+        {
+            "lower": b / 4,
+            "upper": (b + 1) / 4,
+            "count": 10,
+            "mean_confidence": b / 4 + 0.1,
+            "accuracy": b / 4,
+        }
+        for b in range(4)
+    ]
+    report["calibration_summary"] = {
+        "type": "per_label",
+        "n_bins": 4,
+        "ece_mean": 0.05,
+        "per_label": {},
+        "bins_pooled": bins,
+    }
+    html = render(report, None, tmp_path)
+    errors = section(html, "errors")
+    names = report["confusion"]["class_names"]
+    assert f"{names[0]} (0), {names[2]} (2)" in errors  # the true label set
+    assert f"(wrong: {names[0]} (0), {names[3]} (3))" in errors
+    calibration = section(html, "calibration")
+    assert "<svg" in calibration and "pooled" in calibration
+    assert "Mean per-label ECE" in calibration and "0.050" in calibration
+
+
 def test_rendering_is_deterministic_and_the_footer_gives_the_exact_size(tmp_path: Path) -> None:
     report = add_xai_and_data_quality(make_report(), tmp_path)
     first = render(report, tmp_path, tmp_path / "a")
