@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _machine import describe
+from _machine import describe, median_seconds
 
 #: Start Python, import torch, load the checkpoint's weights into the same architecture and run
 #: one forward pass over the 360 evaluation images: the work no analysis can avoid.
@@ -37,16 +34,6 @@ images = torch.from_numpy(load_digits("eval").images[:, None]).float().div(255.0
 with torch.inference_mode():
     model.eval()(images).softmax(1)
 """
-
-
-def median_seconds(command: list[str], repeats: int) -> float:
-    subprocess.run(command, capture_output=True, check=True)  # warm the page cache
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(command, capture_output=True, check=True)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

@@ -7,12 +7,10 @@ each command as a fresh process (median of N runs) and checks torch stayed unimp
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 
-from _machine import describe
+from _machine import describe, median_seconds
 
 COMMANDS: dict[str, list[str]] = {
     "python -c pass (interpreter floor)": [sys.executable, "-c", "pass"],
@@ -28,16 +26,6 @@ TORCH_PROBE = (
     "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
     "sys.stderr.write('torch imported: %s' % ('torch' in sys.modules))\n"
 )
-
-
-def median_seconds(command: list[str], repeats: int) -> float:
-    samples = []
-    subprocess.run(command, capture_output=True, check=True)  # warm the page cache
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(command, capture_output=True, check=True)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import describe
+from _machine import describe, median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,10 +98,7 @@ def _cli_wall(checkpoint: Path, work: Path, extra: list[str]) -> float:
         str(work / "cli"),
         *extra,
     ]
-    subprocess.run(command, capture_output=True, check=True)  # warm the page cache
-    start = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True)
-    return time.perf_counter() - start
+    return median_seconds(command, 1)
 
 
 def main() -> None:

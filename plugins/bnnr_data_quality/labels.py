@@ -225,11 +225,9 @@ def _label_issue(
     config: Mapping[str, Any],
 ) -> dict[str, Any]:
     names = view.model.class_names
-    count = int(order.size)
-    evaluated = int(rows.size)
+    count, evaluated = int(order.size), int(rows.size)
     share = count / evaluated
-    indices = [int(split.positions[rows[k]]) for k in order]
-    ids = [split.sample_ids[rows[k]] for k in order]
+    indices, ids = _suspects(split, rows, order)
     pairs, counts = np.unique(
         np.stack([given[order], suggested[order]], axis=1), axis=0, return_counts=True
     )
@@ -244,38 +242,97 @@ def _label_issue(
         }
         for n, k in enumerate(order[:DETAILS_LISTED])
     ]
-    high = share >= config["high_share"]
-    message = (
-        f"{plural(count, 'evaluation image')} ({percent(share)} of those evaluated) may be "
-        f"mislabelled: the model confidently prefers another class (most often "
-        f"{names[top_a]} -> {names[top_b]}). Listed from the least likely given label."
-    )
     worst = order[0]
-    pattern = make_pattern(
-        pattern_type="suspected_label_errors",
-        title="Suspected label errors",
+    return _label_errors_issue(
+        split,
+        indices,
+        ids,
+        evaluated,
+        config,
+        message=(
+            f"{plural(count, 'evaluation image')} ({percent(share)} of those evaluated) may be "
+            f"mislabelled: the model confidently prefers another class (most often "
+            f"{names[top_a]} -> {names[top_b]}). Listed from the least likely given label."
+        ),
         description=(
             f"{plural(count, 'evaluation image')} ({percent(share)}) look mislabelled to the "
             f"model, most often {names[top_a]} labelled images that look like {names[top_b]}."
         ),
+        evidence=[
+            f"worst={ids[0]}: given {names[given[worst]]} p={own[worst]:.3f}, "
+            f"{names[suggested[worst]]} p={best[worst]:.3f}",
+        ],
+        metadata={},
+        interpretation=(
+            "Either these labels are wrong (then metrics penalise correct predictions) or the "
+            "model is confidently wrong on them; both deserve a look, starting at the top."
+        ),
+        literature_note=(
+            "Northcutt, Jiang & Chuang, 'Confident Learning', JAIR 2021; Northcutt, Athalye & "
+            "Mueller, 'Pervasive Label Errors in Test Sets', NeurIPS 2021."
+        ),
+        class_a=str(top_a),
+        class_b=str(top_b),
+        thresholds={
+            "class_thresholds": {
+                names[k]: (round(float(t), 4) if np.isfinite(t) else None)
+                for k, t in enumerate(threshold)
+            },
+        },
+        details=details,
+    )
+
+
+def _suspects(split: Any, rows: np.ndarray, order: np.ndarray) -> tuple[list[int], list[str]]:
+    """Dataset positions and sample ids of the suspect ``rows[order]``, in ``order``."""
+    indices = [int(split.positions[rows[k]]) for k in order]
+    ids = [split.sample_ids[rows[k]] for k in order]
+    return indices, ids
+
+
+def _label_errors_issue(
+    split: Any,
+    indices: list[int],
+    ids: list[str],
+    evaluated: int,
+    config: Mapping[str, Any],
+    *,
+    message: str,
+    description: str,
+    evidence: list[str],
+    metadata: Mapping[str, Any],
+    interpretation: str,
+    literature_note: str,
+    class_a: str,
+    class_b: str = "",
+    thresholds: Mapping[str, Any],
+    details: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The ``label_errors`` issue of ``indices`` (sample ids ``ids``, of ``evaluated`` images)
+    with its ``suspected_label_errors`` pattern, single-label or multi-label; ``evidence``,
+    ``metadata`` and ``thresholds`` add to what both record."""
+    count = len(indices)
+    share = count / evaluated
+    high = share >= config["high_share"]
+    pattern = make_pattern(
+        pattern_type="suspected_label_errors",
+        title="Suspected label errors",
+        description=description,
         severity="high" if high else "medium",
         count=count,
         evidence=[
             f"suspected_label_errors={count}",
             f"share={share:.4f}",
-            f"worst={ids[0]}: given {names[given[worst]]} p={own[worst]:.3f}, "
-            f"{names[suggested[worst]]} p={best[worst]:.3f}",
+            *evidence,
             f"examples={examples(ids)}",
         ],
         metadata={
             "evaluated": evaluated,
             "high_share": config["high_share"],
             "min_class_samples": config["min_class_samples"],
+            **metadata,
         },
-        interpretation=(
-            "Either these labels are wrong (then metrics penalise correct predictions) or the "
-            "model is confidently wrong on them; both deserve a look, starting at the top."
-        ),
+        interpretation=interpretation,
         confidence="medium",
         recommended_action=(
             "Review the listed images from the top and correct wrong labels; then analyze again."
@@ -286,28 +343,21 @@ def _label_issue(
             "Northcutt et al. (2021) estimate an average of 3.3% label errors across 10 "
             "benchmark test sets; correcting them changed which models ranked best."
         ),
-        literature_note=(
-            "Northcutt, Jiang & Chuang, 'Confident Learning', JAIR 2021; Northcutt, Athalye & "
-            "Mueller, 'Pervasive Label Errors in Test Sets', NeurIPS 2021."
-        ),
-        class_a=str(top_a),
-        class_b=str(top_b),
+        literature_note=literature_note,
+        class_a=class_a,
+        class_b=class_b,
     )
-    thresholds = {
-        "min_class_samples": config["min_class_samples"],
-        "high_share": config["high_share"],
-        "class_thresholds": {
-            names[k]: (round(float(t), 4) if np.isfinite(t) else None)
-            for k, t in enumerate(threshold)
-        },
-    }
     return make_issue(
         kind="label_errors",
         severity="warning",
         split=split.name,
         indices=indices,
         message=message,
-        thresholds=thresholds,
+        thresholds={
+            "min_class_samples": config["min_class_samples"],
+            "high_share": config["high_share"],
+            **thresholds,
+        },
         summary="suspected_label_errors",
         details=details,
         pattern=pattern,
@@ -375,11 +425,9 @@ def _multilabel_issue(
 ) -> dict[str, Any]:
     split = view.eval_split
     names = view.model.class_names
-    count = int(order.size)
-    evaluated = int(rows.size)
+    count, evaluated = int(order.size), int(rows.size)
     share = count / evaluated
-    indices = [int(split.positions[rows[k]]) for k in order]
-    ids = [split.sample_ids[rows[k]] for k in order]
+    indices, ids = _suspects(split, rows, order)
     per_label = flagged.sum(axis=0)
     top = int(np.argmax(per_label))
     missed = int((flagged[:, top] & given[:, top]).sum())  # given present, looks absent
@@ -400,78 +448,48 @@ def _multilabel_issue(
                 "suggested_probability": round(float(1.0 - own[k, weakest]), 4),
             }
         )
-    high = share >= config["high_share"]
-    message = (
-        f"{plural(count, 'evaluation image')} ({percent(share)} of those evaluated) may have "
-        "wrong labels: for at least one label the model confidently disagrees with the given "
-        f"value (most often {names[top]}: {missed} given present, {added} given absent). Listed "
-        "from the least likely given value."
-    )
     first = order[0]
-    pattern = make_pattern(
-        pattern_type="suspected_label_errors",
-        title="Suspected label errors",
+
+    def rounded(value: float) -> float | None:
+        return round(float(value), 4) if np.isfinite(value) else None
+
+    return _label_errors_issue(
+        split,
+        indices,
+        ids,
+        evaluated,
+        config,
+        message=(
+            f"{plural(count, 'evaluation image')} ({percent(share)} of those evaluated) may have "
+            "wrong labels: for at least one label the model confidently disagrees with the given "
+            f"value (most often {names[top]}: {missed} given present, {added} given absent). "
+            "Listed from the least likely given value."
+        ),
         description=(
             f"{plural(count, 'evaluation image')} ({percent(share)}) have a label the model "
             f"confidently disagrees with, most often {names[top]}."
         ),
-        severity="high" if high else "medium",
-        count=count,
         evidence=[
-            f"suspected_label_errors={count}",
-            f"share={share:.4f}",
             f"flagged_labels={int(per_label.sum())}",
             f"worst={ids[0]}: given {label_set_text(given[first], names)}, "
             f"p(given value)={worst[first]:.3f}",
-            f"examples={examples(ids)}",
         ],
-        metadata={
-            "evaluated": evaluated,
-            "high_share": config["high_share"],
-            "min_class_samples": config["min_class_samples"],
-            "per_label": True,
-        },
+        metadata={"per_label": True},
         interpretation=(
             "Either these labels are wrong (a label missing from an image, or one it does not "
             "show; then metrics penalise correct predictions) or the model is confidently wrong "
             "on them; both deserve a look, starting at the top."
-        ),
-        confidence="medium",
-        recommended_action=(
-            "Review the listed images from the top and correct wrong labels; then analyze again."
-        ),
-        recommendation_title="Review suspected label errors",
-        priority=2 if high else 3,
-        impact=(
-            "Northcutt et al. (2021) estimate an average of 3.3% label errors across 10 "
-            "benchmark test sets; correcting them changed which models ranked best."
         ),
         literature_note=(
             "Northcutt, Jiang & Chuang, 'Confident Learning', JAIR 2021; Thyagarajan et al., "
             "'Identifying Incorrect Annotations in Multi-Label Classification Data', 2022."
         ),
         class_a=str(top),
-    )
-
-    def rounded(value: float) -> float | None:
-        return round(float(value), 4) if np.isfinite(value) else None
-
-    thresholds = {
-        "min_class_samples": config["min_class_samples"],
-        "high_share": config["high_share"],
-        "label_thresholds": {
-            names[k]: {"present": rounded(threshold_present[k]), "absent": rounded(absent)}
-            for k, absent in enumerate(threshold_absent)
+        thresholds={
+            "label_thresholds": {
+                names[k]: {"present": rounded(threshold_present[k]), "absent": rounded(absent)}
+                for k, absent in enumerate(threshold_absent)
+            },
         },
-    }
-    return make_issue(
-        kind="label_errors",
-        severity="warning",
-        split=split.name,
-        indices=indices,
-        message=message,
-        thresholds=thresholds,
-        summary="suspected_label_errors",
         details=details,
-        pattern=pattern,
     )

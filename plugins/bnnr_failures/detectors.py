@@ -11,22 +11,27 @@ pattern's ``metadata`` and documented in ``docs/findings.md``.
 from __future__ import annotations
 
 import statistics
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bnnr_failures.patterns import (
+    CLASSIFICATION,
+    Detector,
+    Metadata,
+    RecallDetector,
+    Row,
+    add_number,
     capitalize,
     class_label,
     class_name,
+    collapse_summary,
     confidence_from_count,
     integer,
-    is_classification,
-    make_pattern,
     number,
     percent,
+    recall_rows,
     recommendation,
     section,
 )
@@ -107,14 +112,6 @@ def _confusion(evaluation: Any) -> np.ndarray | None:
     return matrix
 
 
-def _class_rows(evaluation: Any) -> list[Mapping[str, Any]]:
-    """The ``class_diagnostics`` rows, or ``[]``."""
-    rows = section(evaluation, "class_diagnostics")
-    if not isinstance(rows, list):
-        return []
-    return [row for row in rows if isinstance(row, Mapping) and "class_id" in row]
-
-
 def _most_predicted_as(evaluation: Any, class_id: str) -> tuple[str, int] | None:
     """The wrong class samples of ``class_id`` are most often predicted as, and how often."""
     matrix = _confusion(evaluation)
@@ -132,92 +129,32 @@ def _most_predicted_as(evaluation: Any, class_id: str) -> tuple[str, int] | None
     return str(column), int(row[column])
 
 
-class _Detector(ABC):
-    """Common shape of the built-in detectors: ``name``, ``title`` and ``detect``."""
+class _Detector(Detector):
+    """A single-label detector: ``[]`` for any task other than classification."""
 
-    name: str
-    title: ClassVar[str]
-    advice: ClassVar[dict[str, Any]]
-
-    def detect(self, evaluation: Any) -> list[dict[str, Any]]:
-        """Patterns found in ``evaluation``; ``[]`` for any task other than classification."""
-        if not is_classification(evaluation):
-            return []
-        return self._find(evaluation)
-
-    @abstractmethod
-    def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        """The patterns of a classification evaluation."""
-
-    def _pattern(self, **fields: Any) -> dict[str, Any]:
-        return make_pattern(
-            pattern_type=self.name,
-            title=self.title,
-            recommended_action=self.advice["action"],
-            recommendation=self.advice,
-            **fields,
-        )
+    task = CLASSIFICATION
 
 
-class _RecallDetector(_Detector):
+class _RecallDetector(RecallDetector):
     """Classes with at least :data:`RECALL_MIN_SUPPORT` samples whose recall is in a range
-    (shared by zero and near-zero recall)."""
+    (shared by zero and near-zero recall); the evidence names the class they are most often
+    predicted as."""
 
-    severity: ClassVar[str]
-    #: Thresholds of the range, recorded in the metadata.
-    thresholds: ClassVar[dict[str, float]]
+    task = CLASSIFICATION
+    min_support = RECALL_MIN_SUPPORT
+    high_confidence_support = RECALL_HIGH_CONFIDENCE_SUPPORT
+    noun = "class"
+    recalled = "samples are predicted correctly"
 
-    @abstractmethod
-    def _in_range(self, recall: float) -> bool:
-        """Whether a class with this recall is reported."""
-
-    @abstractmethod
-    def _interpretation(self, evaluation: Any, class_id: str, recall: float) -> str:
-        """What the low recall of ``class_id`` means for the user's model."""
-
-    def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        patterns = []
-        for row in _class_rows(evaluation):
-            recall = number(row.get("recall"))
-            support = integer(row.get("support"))
-            if recall is None or support < RECALL_MIN_SUPPORT or not self._in_range(recall):
-                continue
-            class_id = str(row["class_id"])
-            name = class_name(evaluation, class_id)
-            correct = round(recall * support)
-            evidence = [
-                f"recall[{name}]={recall:.3f}",
-                f"support[{name}]={support}",
-                f"pred_count[{name}]={integer(row.get('pred_count'))}",
-            ]
-            target = _most_predicted_as(evaluation, class_id)
-            if target is not None:
-                evidence.append(
-                    f"most_predicted_as[{name}]={class_name(evaluation, target[0])} "
-                    f"(id {target[0]}, {target[1]} samples)"
-                )
-            label = class_label(evaluation, class_id)
-            patterns.append(
-                self._pattern(
-                    description=(
-                        f"{capitalize(label)} has recall {percent(recall)}: "
-                        f"{correct} of its {support} samples are predicted correctly."
-                    ),
-                    severity=self.severity,
-                    count=support - correct,
-                    class_a=class_id,
-                    evidence=evidence,
-                    metadata={
-                        "recall": recall,
-                        "support": support,
-                        "min_support": RECALL_MIN_SUPPORT,
-                        **self.thresholds,
-                    },
-                    interpretation=self._interpretation(evaluation, class_id, recall),
-                    confidence="high" if support >= RECALL_HIGH_CONFIDENCE_SUPPORT else "medium",
-                )
+    def _details(self, evaluation: Any, row: Row, class_id: str) -> tuple[list[str], Metadata]:
+        evidence = []
+        target = _most_predicted_as(evaluation, class_id)
+        if target is not None:
+            evidence.append(
+                f"most_predicted_as[{class_name(evaluation, class_id)}]="
+                f"{class_name(evaluation, target[0])} (id {target[0]}, {target[1]} samples)"
             )
-        return patterns
+        return evidence, dict(self.thresholds)
 
 
 class ZeroRecallClass(_RecallDetector):
@@ -247,7 +184,7 @@ class ZeroRecallClass(_RecallDetector):
     def _in_range(self, recall: float) -> bool:
         return recall <= 0.0
 
-    def _interpretation(self, evaluation: Any, class_id: str, recall: float) -> str:
+    def _interpretation(self, evaluation: Any, row: Row, class_id: str, recall: float) -> str:
         return (
             f"The model never recognises {class_label(evaluation, class_id)}: for a user of the "
             "model this class does not exist. Typical causes are a class-index mapping that "
@@ -283,7 +220,7 @@ class NearZeroRecall(_RecallDetector):
     def _in_range(self, recall: float) -> bool:
         return 0.0 < recall < NEAR_ZERO_RECALL
 
-    def _interpretation(self, evaluation: Any, class_id: str, recall: float) -> str:
+    def _interpretation(self, evaluation: Any, row: Row, class_id: str, recall: float) -> str:
         return (
             f"The model misses most samples of {class_label(evaluation, class_id)} (recall "
             f"{percent(recall)}, below {percent(NEAR_ZERO_RECALL)}): predictions of this class "
@@ -506,21 +443,17 @@ class ClassCollapse(_Detector):
     )
 
     def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        summary = section(evaluation, "distribution_summary")
-        if not isinstance(summary, Mapping) or summary.get("possible_collapse") is not True:
+        collapse = collapse_summary(evaluation)
+        if collapse is None:
             return []
-        share = number(summary.get("collapse_share")) or 0.0
-        pred_total = integer(summary.get("pred_total"))
+        summary, share, pred_total, class_id = collapse
         true_total = integer(summary.get("true_total"))
-        collapse_class = summary.get("collapse_class")
-        class_id = "" if collapse_class is None else str(collapse_class)
         evidence = [f"collapse_share={share:.3f}", f"pred_total={pred_total}"]
         metadata: dict[str, float | int] = {"collapse_share": share, "pred_total": pred_total}
         for entry in summary.get("over_predicted") or ():
             if isinstance(entry, Mapping) and str(entry.get("class")) == class_id and true_total:
                 true_share = integer(entry.get("true")) / true_total
-                evidence.append(f"true_share={true_share:.3f}")
-                metadata["true_share"] = true_share
+                add_number(evidence, metadata, "true_share", true_share)
         if summary.get("rule"):
             evidence.append(f"rule={summary['rule']}")
         subject = class_label(evaluation, class_id) if class_id else "a single class"
@@ -810,22 +743,16 @@ class MinorityClassSuppression(_Detector):
     )
 
     def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        rows = [
-            row
-            for row in _class_rows(evaluation)
-            if integer(row.get("support")) > 0 and number(row.get("recall")) is not None
-        ]
+        rows = recall_rows(evaluation)
         if len(rows) < 2:
             return []
-        median_support = statistics.median(integer(row["support"]) for row in rows)
-        median_recall = statistics.median(float(row["recall"]) for row in rows)
+        median_support = statistics.median(support for _, support, _ in rows)
+        median_recall = statistics.median(recall for _, _, recall in rows)
         max_support = max(MINORITY_MIN_SUPPORT, MINORITY_MEDIAN_FRACTION * median_support)
         patterns = []
-        for row in rows:
-            support, recall = integer(row["support"]), float(row["recall"])
+        for class_id, support, recall in rows:
             if support > max_support or recall >= median_recall:
                 continue
-            class_id = str(row["class_id"])
             label, name = class_label(evaluation, class_id), class_name(evaluation, class_id)
             patterns.append(
                 self._pattern(
@@ -866,7 +793,7 @@ class MinorityClassSuppression(_Detector):
 
 
 #: Every built-in detector class, by component name, in the order they run.
-DETECTORS: dict[str, type[_Detector]] = {
+DETECTORS: dict[str, type[Detector]] = {
     detector.name: detector
     for detector in (
         ZeroRecallClass,

@@ -13,23 +13,30 @@ from __future__ import annotations
 
 import math
 import statistics
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from bnnr_failures.patterns import (
+    MULTILABEL,
+    Detector,
+    Metadata,
+    RecallDetector,
+    Row,
+    add_number,
     capitalize,
+    class_label,
+    collapse_summary,
     confidence_from_count,
+    diagnostic_rows,
     integer,
-    make_pattern,
     number,
     percent,
+    recall_rows,
     recommendation,
     section,
 )
-
-#: The only task these detectors understand.
-MULTILABEL = "multilabel"
+from bnnr_failures.patterns import class_name as label_name
 
 #: A label needs at least this many positives before zero or near-zero recall is reported.
 RECALL_MIN_SUPPORT = 5
@@ -90,33 +97,9 @@ CALIBRATION_HIGH_CONFIDENCE_SAMPLES = 500
 CALIBRATION_EVIDENCE_LABELS = 3
 
 
-def is_multilabel(evaluation: Any) -> bool:
-    """Whether ``evaluation`` comes from the ``multilabel`` task."""
-    return getattr(evaluation, "task", None) == MULTILABEL
-
-
-def label_name(evaluation: Any, label_id: Any) -> str:
-    """Human-readable name of label ``label_id``; the id if unknown."""
-    names = getattr(evaluation, "class_names", ()) or ()
-    try:
-        index = int(label_id)
-    except (TypeError, ValueError):
-        return str(label_id)
-    return str(names[index]) if 0 <= index < len(names) else str(label_id)
-
-
 def label_text(evaluation: Any, label_id: Any) -> str:
     """``label "cat" (id 3)``; ``label 3`` when the label has no name of its own."""
-    name = label_name(evaluation, label_id)
-    return f"label {label_id}" if name == str(label_id) else f'label "{name}" (id {label_id})'
-
-
-def _label_rows(evaluation: Any) -> list[Mapping[str, Any]]:
-    """The ``class_diagnostics`` rows, or ``[]``."""
-    rows = section(evaluation, "class_diagnostics")
-    if not isinstance(rows, list):
-        return []
-    return [row for row in rows if isinstance(row, Mapping) and "class_id" in row]
+    return class_label(evaluation, label_id, "label")
 
 
 def _suggested_threshold(evaluation: Any, label_id: str) -> float | None:
@@ -129,6 +112,29 @@ def _suggested_threshold(evaluation: Any, label_id: str) -> float | None:
     if not isinstance(suggested, Mapping):
         return None
     return number(suggested.get(label_id))
+
+
+def _add_label_numbers(
+    evidence: list[str],
+    metadata: Metadata,
+    name: str,
+    *,
+    threshold: float | None,
+    suggested: float | None,
+    auroc: float | None = None,
+) -> None:
+    """Quote the decision threshold of label ``name``, its AUROC and its F1-optimal threshold
+    in ``evidence`` and ``metadata``, in this order, each when known."""
+    add_number(evidence, metadata, "threshold", threshold, spec=".2f", quoted=f"threshold[{name}]")
+    add_number(evidence, metadata, "auroc", auroc, quoted=f"auroc[{name}]")
+    add_number(
+        evidence,
+        metadata,
+        "suggested_threshold",
+        suggested,
+        spec=".2f",
+        quoted=f"f1_optimal_threshold[{name}]",
+    )
 
 
 def fisher_greater(table: tuple[int, int, int, int]) -> float:
@@ -157,31 +163,10 @@ def fisher_greater(table: tuple[int, int, int, int]) -> float:
     return min(1.0, math.exp(peak) * math.fsum(math.exp(t - peak) for t in terms))
 
 
-class _MultilabelDetector(ABC):
-    """Common shape of the multi-label detectors: ``name``, ``title`` and ``detect``."""
+class _MultilabelDetector(Detector):
+    """A multi-label detector: ``[]`` for any task other than multilabel."""
 
-    name: str
-    title: ClassVar[str]
-    advice: ClassVar[dict[str, Any]]
-
-    def detect(self, evaluation: Any) -> list[dict[str, Any]]:
-        """Patterns found in ``evaluation``; ``[]`` for any task other than multilabel."""
-        if not is_multilabel(evaluation):
-            return []
-        return self._find(evaluation)
-
-    @abstractmethod
-    def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        """The patterns of a multi-label evaluation."""
-
-    def _pattern(self, **fields: Any) -> dict[str, Any]:
-        return make_pattern(
-            pattern_type=self.name,
-            title=self.title,
-            recommended_action=self.advice["action"],
-            recommendation=self.advice,
-            **fields,
-        )
+    task = MULTILABEL
 
 
 # -------------------------------------------------------------------------------------------
@@ -189,87 +174,54 @@ class _MultilabelDetector(ABC):
 # -------------------------------------------------------------------------------------------
 
 
-class _LabelRecall(_MultilabelDetector):
-    """Labels with at least :data:`RECALL_MIN_SUPPORT` positives whose recall is in a range."""
+class _LabelRecall(RecallDetector):
+    """Labels with at least :data:`RECALL_MIN_SUPPORT` positives whose recall is in a range; the
+    interpretation reads the label's ranking (AUROC)."""
 
-    severity: ClassVar[str]
-    thresholds: ClassVar[dict[str, float]]
+    task = MULTILABEL
+    min_support = RECALL_MIN_SUPPORT
+    high_confidence_support = RECALL_HIGH_CONFIDENCE_SUPPORT
+    noun = "label"
+    recalled = "positives are predicted"
 
-    @abstractmethod
-    def _in_range(self, recall: float) -> bool:
-        """Whether a label with this recall is reported."""
+    def _details(self, evaluation: Any, row: Row, class_id: str) -> tuple[list[str], Metadata]:
+        evidence: list[str] = []
+        metadata: Metadata = {
+            "good_auroc": RANKING_GOOD_AUROC,
+            "poor_auroc": RANKING_POOR_AUROC,
+            **self.thresholds,
+        }
+        _add_label_numbers(
+            evidence,
+            metadata,
+            label_name(evaluation, class_id),
+            threshold=number(row.get("threshold")),
+            auroc=number(row.get("auroc")),
+            suggested=_suggested_threshold(evaluation, class_id),
+        )
+        return evidence, metadata
 
-    def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        patterns = []
-        for row in _label_rows(evaluation):
-            recall = number(row.get("recall"))
-            support = integer(row.get("support"))
-            if recall is None or support < RECALL_MIN_SUPPORT or not self._in_range(recall):
-                continue
-            label_id = str(row["class_id"])
-            name = label_name(evaluation, label_id)
-            label = label_text(evaluation, label_id)
-            found = round(recall * support)
-            threshold = number(row.get("threshold"))
-            auroc = number(row.get("auroc"))
-            suggested = _suggested_threshold(evaluation, label_id)
-            evidence = [
-                f"recall[{name}]={recall:.3f}",
-                f"support[{name}]={support}",
-                f"pred_count[{name}]={integer(row.get('pred_count'))}",
-            ]
-            metadata: dict[str, float | int] = {
-                "recall": recall,
-                "support": support,
-                "min_support": RECALL_MIN_SUPPORT,
-                "good_auroc": RANKING_GOOD_AUROC,
-                "poor_auroc": RANKING_POOR_AUROC,
-                **self.thresholds,
-            }
-            if threshold is not None:
-                evidence.append(f"threshold[{name}]={threshold:.2f}")
-                metadata["threshold"] = threshold
-            if auroc is not None:
-                evidence.append(f"auroc[{name}]={auroc:.3f}")
-                metadata["auroc"] = auroc
-            if suggested is not None:
-                evidence.append(f"f1_optimal_threshold[{name}]={suggested:.2f}")
-                metadata["suggested_threshold"] = suggested
-            if auroc is not None and auroc >= RANKING_GOOD_AUROC:
-                interpretation = (
-                    f"The scores of {label} still rank its positives above its negatives (AUROC "
-                    f"{auroc:.2f}), yet few reach the decision threshold: the threshold, not the "
-                    "features, is the main problem; a lower per-label threshold recovers recall."
-                )
-            elif auroc is not None and auroc <= RANKING_POOR_AUROC:
-                interpretation = (
-                    f"The scores of {label} barely separate its positives from its negatives "
-                    f"(AUROC {auroc:.2f}): the model has not learned this label. Check that the "
-                    "label columns are in the same order as in training and that its training "
-                    "annotations are complete."
-                )
-            else:
-                interpretation = (
-                    f"The model misses most positives of {label}: predictions of this label "
-                    "cannot be relied on. Typical causes are too few training positives, missing "
-                    "annotations, or a threshold that is too high for a rare label."
-                )
-            patterns.append(
-                self._pattern(
-                    description=(
-                        f"{capitalize(label)} has recall {percent(recall)}: {found} of its "
-                        f"{support} positives are predicted."
-                    ),
-                    severity=self.severity,
-                    count=support - found,
-                    class_a=label_id,
-                    evidence=evidence,
-                    metadata=metadata,
-                    interpretation=interpretation,
-                    confidence="high" if support >= RECALL_HIGH_CONFIDENCE_SUPPORT else "medium",
-                )
+    def _interpretation(self, evaluation: Any, row: Row, class_id: str, recall: float) -> str:
+        label = label_text(evaluation, class_id)
+        auroc = number(row.get("auroc"))
+        if auroc is not None and auroc >= RANKING_GOOD_AUROC:
+            return (
+                f"The scores of {label} still rank its positives above its negatives (AUROC "
+                f"{auroc:.2f}), yet few reach the decision threshold: the threshold, not the "
+                "features, is the main problem; a lower per-label threshold recovers recall."
             )
-        return patterns
+        if auroc is not None and auroc <= RANKING_POOR_AUROC:
+            return (
+                f"The scores of {label} barely separate its positives from its negatives "
+                f"(AUROC {auroc:.2f}): the model has not learned this label. Check that the "
+                "label columns are in the same order as in training and that its training "
+                "annotations are complete."
+            )
+        return (
+            f"The model misses most positives of {label}: predictions of this label "
+            "cannot be relied on. Typical causes are too few training positives, missing "
+            "annotations, or a threshold that is too high for a rare label."
+        )
 
 
 class ZeroRecallLabel(_LabelRecall):
@@ -364,7 +316,7 @@ class LowMacroF1(_MultilabelDetector):
         f1_macro = number(metrics.get("f1_macro"))
         if f1_macro is None or f1_macro >= LOW_F1_MACRO:
             return []
-        rows = _label_rows(evaluation)
+        rows = diagnostic_rows(evaluation)
         samples = _samples(evaluation)
         evidence = [f"f1_macro={f1_macro:.3f}"]
         metadata: dict[str, float | int] = {
@@ -373,10 +325,7 @@ class LowMacroF1(_MultilabelDetector):
             "n_samples": samples,
         }
         for key in ("f1_micro", "f1_samples", "subset_accuracy", "mean_average_precision"):
-            value = number(metrics.get(key))
-            if value is not None:
-                evidence.append(f"{key}={value:.3f}")
-                metadata[key] = value
+            add_number(evidence, metadata, key, number(metrics.get(key)))
         low = [row for row in rows if (number(row.get("f1")) or 0.0) < LOW_F1_MACRO]
         evidence.append(f"labels_below_{LOW_F1_MACRO}={len(low)}/{len(rows)}")
         # Predicting every label for every sample gives label c the F1 2·q/(1 + q), q being its
@@ -385,8 +334,7 @@ class LowMacroF1(_MultilabelDetector):
         if rows and samples:
             prevalences = [integer(row.get("support")) / samples for row in rows]
             baseline = statistics.fmean(2 * q / (1 + q) for q in prevalences)
-            evidence.append(f"all_positive_baseline_f1_macro={baseline:.3f}")
-            metadata["all_positive_baseline_f1_macro"] = baseline
+            add_number(evidence, metadata, "all_positive_baseline_f1_macro", baseline)
         if baseline is not None and f1_macro <= baseline:
             interpretation = (
                 "Macro F1 is no better than predicting every label for every image "
@@ -453,7 +401,8 @@ class _ThresholdBias(_MultilabelDetector):
 
     def _find(self, evaluation: Any) -> list[dict[str, Any]]:
         thresholds = {
-            str(row["class_id"]): number(row.get("threshold")) for row in _label_rows(evaluation)
+            str(row["class_id"]): number(row.get("threshold"))
+            for row in diagnostic_rows(evaluation)
         }
         patterns = []
         for index, entry in enumerate(_per_label(evaluation)):
@@ -483,12 +432,7 @@ class _ThresholdBias(_MultilabelDetector):
                 "min_errors": BIAS_MIN_ERRORS,
                 "ratio": BIAS_RATIO,
             }
-            if threshold is not None:
-                evidence.append(f"threshold[{name}]={threshold:.2f}")
-                metadata["threshold"] = threshold
-            if suggested is not None:
-                evidence.append(f"f1_optimal_threshold[{name}]={suggested:.2f}")
-                metadata["suggested_threshold"] = suggested
+            _add_label_numbers(evidence, metadata, name, threshold=threshold, suggested=suggested)
             patterns.append(
                 self._pattern(
                     description=self._description(label, errors, other, threshold, suggested),
@@ -614,22 +558,16 @@ class RareLabel(_MultilabelDetector):
     )
 
     def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        rows = [
-            row
-            for row in _label_rows(evaluation)
-            if integer(row.get("support")) > 0 and number(row.get("recall")) is not None
-        ]
+        rows = recall_rows(evaluation)
         if len(rows) < 2:
             return []
-        total = sum(integer(row["support"]) for row in rows)
-        median_recall = statistics.median(float(row["recall"]) for row in rows)
+        total = sum(support for _, support, _ in rows)
+        median_recall = statistics.median(recall for _, _, recall in rows)
         max_support = max(RARE_MIN_SUPPORT, RARE_POSITIVE_FRACTION * total)
         patterns = []
-        for row in rows:
-            support, recall = integer(row["support"]), float(row["recall"])
+        for label_id, support, recall in rows:
             if support > max_support or recall >= median_recall:
                 continue
-            label_id = str(row["class_id"])
             label, name = label_text(evaluation, label_id), label_name(evaluation, label_id)
             patterns.append(
                 self._pattern(
@@ -820,15 +758,12 @@ class PredictionImbalance(_MultilabelDetector):
     )
 
     def _find(self, evaluation: Any) -> list[dict[str, Any]]:
-        summary = section(evaluation, "distribution_summary")
-        if not isinstance(summary, Mapping) or summary.get("possible_collapse") is not True:
+        collapse = collapse_summary(evaluation)
+        if collapse is None:
             return []
-        share = number(summary.get("collapse_share")) or 0.0
-        pred_total = integer(summary.get("pred_total"))
+        summary, share, pred_total, label_id = collapse
         if pred_total < IMBALANCE_MIN_PREDICTIONS:
             return []
-        collapse = summary.get("collapse_class")
-        label_id = "" if collapse is None else str(collapse)
         true_share = number(summary.get("collapse_true_share"))
         evidence = [f"collapse_share={share:.3f}", f"predicted_positives={pred_total}"]
         metadata: dict[str, float | int] = {
@@ -836,9 +771,7 @@ class PredictionImbalance(_MultilabelDetector):
             "pred_total": pred_total,
             "min_predictions": IMBALANCE_MIN_PREDICTIONS,
         }
-        if true_share is not None:
-            evidence.append(f"true_share={true_share:.3f}")
-            metadata["true_share"] = true_share
+        add_number(evidence, metadata, "true_share", true_share)
         if summary.get("rule"):
             evidence.append(f"rule={summary['rule']}")
         subject = label_text(evaluation, label_id) if label_id else "a single label"
@@ -959,7 +892,7 @@ def _as_int(label_id: str) -> int:
 
 
 #: Every multi-label detector class, by component name, in the order they run.
-DETECTORS: dict[str, type[_MultilabelDetector]] = {
+DETECTORS: dict[str, type[Detector]] = {
     detector.name: detector
     for detector in (
         ZeroRecallLabel,
