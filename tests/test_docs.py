@@ -110,3 +110,23 @@ def test_plugin_guide_example_runs(
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m == "bnnr_edges" or m.startswith("bnnr_edges.")]:
             del sys.modules[name]
+
+
+def test_the_analyze_config_example_names_real_options_and_thresholds() -> None:
+    import yaml
+
+    from bnnr_core.analysis.data_quality import validate_config
+    from bnnr_core.plugins import load_plugins
+
+    text = (DOCS / "configuration.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    document = yaml.safe_load(block)
+    command = cli.get_command(click.Context(cli), "analyze")
+    assert command is not None
+    names = {p.name for p in command.params} | {"model", "bootstrap"}
+    for key in document:
+        if key != "data_quality":
+            assert key.replace("-", "_") in names, key
+    thresholds = validate_config(load_plugins(), document["data_quality"])
+    assert thresholds["duplicates"]["hash_distance"] == 2
+    assert thresholds["image_properties"]["dark"] == 0.25
