@@ -106,7 +106,15 @@ class XaiMethod(Protocol):
 
 @runtime_checkable
 class DataQualityCheck(Protocol):
-    """A data-quality check over a dataset view; returns issue dictionaries (JSON-friendly)."""
+    """A data-quality check over a dataset view; returns issue dictionaries (JSON-friendly).
+
+    ``view`` is a :class:`bnnr_core.analysis.data_quality.DataQualityView` (the images of each
+    split decoded once, their statistics and hashes, and the model's outputs); ``config`` is the
+    check's ``defaults`` updated with the user's thresholds. A check may also define ``defaults``
+    (every threshold it accepts, with its default), and raise
+    :class:`bnnr_core.analysis.data_quality.CheckSkipped` when the view lacks what it needs.
+    Issue keys: docs/data-quality.md.
+    """
 
     name: str
 
