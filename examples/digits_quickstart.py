@@ -1,6 +1,7 @@
 """Train, save, reload and evaluate a small CNN on the bundled digits data, with BNNR's API.
 
-Run it with ``make demo`` or ``.venv/bin/python examples/digits_quickstart.py [OUTPUT_DIR]``.
+Run it with ``.venv/bin/python examples/digits_quickstart.py [OUTPUT_DIR]`` (``make demo`` runs
+``bnnr demo``, which does the same and then analyzes the model).
 Fully offline and seeded: the same numbers on every run of the same machine and libraries.
 """
 
