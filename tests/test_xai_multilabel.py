@@ -17,7 +17,7 @@ from torch import nn
 
 from bnnr_core import hookimpl
 from bnnr_core.analysis import saliency as sal
-from bnnr_core.analysis import xai as xai_module
+from bnnr_core.analysis.xai import probe as xai_module
 from bnnr_core.analysis.data import InputSpec
 from bnnr_core.analysis.evaluation import Evaluation
 from bnnr_core.analysis.findings import check_pattern
