@@ -17,7 +17,6 @@ from torch import nn
 
 from bnnr_core import hookimpl
 from bnnr_core.analysis import saliency as sal
-from bnnr_core.analysis.xai import probe as xai_module
 from bnnr_core.analysis.data import InputSpec
 from bnnr_core.analysis.evaluation import Evaluation
 from bnnr_core.analysis.findings import check_pattern
@@ -29,6 +28,7 @@ from bnnr_core.analysis.xai import (
     run_xai,
     select_multilabel_probe,
 )
+from bnnr_core.analysis.xai import probe as xai_module
 from bnnr_core.plugins import PluginHost, load_plugins
 
 SPEC = InputSpec(channels=1, size=(8, 8), mean=None, std=None)
