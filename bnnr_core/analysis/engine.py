@@ -79,17 +79,6 @@ REPORT_KEYS: dict[str, Callable[[], Any]] = {
     "provenance": dict,
 }
 
-#: Report keys each optional step fills.
-XAI_KEYS = (
-    "xai_insights",
-    "xai_diagnoses",
-    "xai_quality_summary",
-    "xai_quality_per_class",
-    "xai_examples_per_class",
-    "confusion_pair_xai",
-    "best_worst_examples",
-)
-DATA_QUALITY_KEYS = ("data_quality", "data_quality_summary")
 
 #: Stage names, in order, as they appear in ``provenance.durations_s`` and progress output.
 STAGES = (
