@@ -28,7 +28,7 @@ from sklearn.metrics import (
 )
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from bnnr_core.analysis.engine import ANALYSIS_SCHEMA_VERSION, REPORT_KEYS
+from bnnr_core.analysis.engine import ANALYSIS_SCHEMA_VERSION, REPORT_KEYS, STAGES
 from bnnr_core.cli import cli
 from bnnr_core.datasets.digits import CLASS_NAMES, MEAN, STD, load_digits
 from bnnr_core.demo import save_digits_checkpoint
@@ -214,6 +214,7 @@ def test_bnnr_checkpoint_on_digits_matches_an_independent_computation(
     assert report["provenance"]["data"]["num_samples"] == 360
     assert report["provenance"]["input"]["source"]["normalisation"] == "checkpoint"
     assert report["cv_results"]["n_folds"] == 3
+    assert set(report["provenance"]["durations_s"]) == set(STAGES)
     assert sum(fold["support"] for fold in report["cv_results"]["per_fold_metrics"]) == 360
     assert not (digits_report / "events.jsonl").exists()
 
