@@ -120,10 +120,12 @@ class AnalyzeOptions:
 
 @attrs.frozen(kw_only=True, eq=False)
 class AnalysisResult:
-    """The report document and the cached evaluation it was computed from."""
+    """The report document, the cached evaluation it was computed from, and the files the
+    exporters wrote (empty when nothing was written)."""
 
     report: dict[str, Any]
     evaluation: Evaluation
+    files: tuple[Path, ...] = ()
 
 
 def analyze(

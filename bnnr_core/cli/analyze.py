@@ -260,87 +260,47 @@ def analyze(ctx: click.Context, **params: Any) -> None:
 def run_analysis(
     host: PluginHost, params: dict[str, Any], *, command_line: Sequence[str] = ()
 ) -> tuple[AnalysisResult, list[Path]]:
-    """Check the output folder, load model and data, analyze, write. Shared with ``bnnr demo``."""
-    from bnnr_core.analysis.data import input_spec, load_eval_data
-    from bnnr_core.analysis.engine import AnalyzeOptions, analyze
-    from bnnr_core.analysis.output import Staging
+    """Run :func:`bnnr_core.analysis.api.analyze` with the command's flags; shared with
+    ``bnnr demo``. Returns the result and the files written."""
+    from bnnr_core.analysis.api import MULTILABEL_OPTIONS, analyze
     from bnnr_core.datasets.manifest import parse_label_names
-    from bnnr_core.modelio.loader import load_model
 
-    progress = _CliProgress(quiet=params.get("quiet", False))
-    with Staging(params["output"]) as staging:
-        progress.stage("load_model")
-        loaded = load_model(
-            params["model_path"],
-            host=host,
-            arch=params.get("arch"),
-            num_classes=params.get("num_classes"),
-            trust_checkpoint=params.get("trust_checkpoint", False),
-            device=params.get("device", "auto"),
-        )
-        progress.stage("load_data")
-        task_name = params.get("task") or loaded.task or "classification"
-        if loaded.task and task_name != loaded.task:
-            raise BnnrError(
-                f"the checkpoint was saved for --task {loaded.task}, not {task_name}; drop --task "
-                f"or pass --task {loaded.task}"
-            )
-        multilabel = task_name == "multilabel"
-        task_options: dict[str, Any] = {}
-        for key, flag in (("threshold", "--threshold"), ("tune_thresholds", "--tune-thresholds")):
-            if params.get(key) not in (None, False):
-                if not multilabel:
-                    raise BnnrError(f"{flag} applies to --task multilabel only")
-                task_options[key] = params[key]
-        label_names = params.get("label_names")
-        if label_names and not multilabel:
-            raise BnnrError("--labels applies to --task multilabel only")
-        data = load_eval_data(
-            params["data"],
-            data_dir=params.get("data_dir"),
-            download=params.get("download", False),
-            multilabel=multilabel,
-            label_names=parse_label_names(label_names) if label_names else None,
-        )
-        spec = input_spec(
-            data,
-            model_channels=loaded.in_channels,
-            model_input_size=loaded.input_size,
-            model_mean=loaded.mean,
-            model_std=loaded.std,
-            image_size=params.get("image_size"),
-            mean=params.get("mean"),
-            std=params.get("std"),
-        )
-        options = AnalyzeOptions(
-            task=task_name,
-            task_options=task_options,
-            seed=params.get("seed", 0),
-            cv_folds=params.get("cv_folds", 0),
-            n_bootstrap=params.get("n_bootstrap", 1000),
-            batch_size=params.get("batch_size", 64),
-            workers=params.get("workers", 0),
-            xai=not params.get("no_xai", False),
-            xai_method=params.get("xai_method", "auto"),
-            xai_layer=params.get("xai_layer"),
-            xai_samples=params.get("xai_samples", 500),
-            max_worst=params.get("max_worst", 20),
-            data_quality=not params.get("no_data_quality", False),
-            data_quality_config=params.get("data_quality_config") or {},
-        )
-        result = analyze(
-            loaded,
-            data,
-            spec,
-            host=host,
-            options=options,
-            progress=progress,
-            command_line=list(command_line),
-            artifacts_dir=staging.artifacts,
-        )
-        progress.stage("write")
-        written = staging.commit(result.report, host=host)
-    return result, written
+    label_names = params.get("label_names")
+    result = analyze(
+        params["model_path"],
+        params["data"],
+        output=params["output"],
+        host=host,
+        arch=params.get("arch"),
+        num_classes=params.get("num_classes"),
+        trust_checkpoint=params.get("trust_checkpoint", False),
+        device=params.get("device", "auto"),
+        data_dir=params.get("data_dir"),
+        download=params.get("download", False),
+        label_names=parse_label_names(label_names) if label_names else None,
+        image_size=params.get("image_size"),
+        mean=params.get("mean"),
+        std=params.get("std"),
+        progress=_CliProgress(quiet=params.get("quiet", False)),
+        command_line=command_line,
+        task=params.get("task"),
+        task_options={
+            key: params[key] for key in MULTILABEL_OPTIONS if params.get(key) not in (None, False)
+        },
+        seed=params.get("seed", 0),
+        cv_folds=params.get("cv_folds", 0),
+        n_bootstrap=params.get("n_bootstrap", 1000),
+        batch_size=params.get("batch_size", 64),
+        workers=params.get("workers", 0),
+        xai=not params.get("no_xai", False),
+        xai_method=params.get("xai_method", "auto"),
+        xai_layer=params.get("xai_layer"),
+        xai_samples=params.get("xai_samples", 500),
+        max_worst=params.get("max_worst", 20),
+        data_quality=not params.get("no_data_quality", False),
+        data_quality_config=params.get("data_quality_config") or {},
+    )
+    return result, list(result.files)
 
 
 def _apply_config(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
