@@ -357,21 +357,6 @@ def _image_folder(path: Path) -> EvalData:
     from bnnr_core.datasets.imagefolder import resolve_image_folder
 
     layout = resolve_image_folder(path)
-    split = layout.eval_split
-    labels = np.asarray(split.labels, dtype=np.int64)
-    _require_classes(layout.class_names, labels, f"{split.root}")
-    files = split.files
-
-    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
-        from bnnr_core.datasets.images import ImageFileDataset, iter_image_batches
-
-        dataset = ImageFileDataset(files, split.labels, channels=spec.channels, size=spec.size)
-        for batch in iter_image_batches(
-            dataset, batch_size=batch_size, num_workers=workers, mean=spec.mean, std=spec.std
-        ):
-            skipped.extend(batch.skipped)
-            if batch.images.shape[0]:
-                yield batch.images, batch.labels, batch.indices
 
     def file_source(image_split: Any) -> SplitSource:
         return SplitSource(
@@ -381,23 +366,68 @@ def _image_folder(path: Path) -> EvalData:
             files=tuple(image_split.files),
         )
 
-    skipped: list[Any] = []
-    raw = file_source(split)
     train_split = layout.train_split
+    return _files(
+        "image_folder",
+        path,
+        file_source(layout.eval_split),
+        layout.class_names,
+        (lambda: file_source(train_split)) if train_split is not None else (lambda: None),
+        train_samples=len(train_split) if train_split is not None else None,
+        ignored_folders=layout.ignored_folders,
+        where=str(layout.eval_split.root),
+    )
+
+
+def _files(
+    source: str,
+    location: Path,
+    raw: SplitSource,
+    class_names: Sequence[str],
+    train: Callable[[], SplitSource | None],
+    *,
+    train_samples: int | None,
+    where: str,
+    ignored_folders: tuple[str, ...] = (),
+    notes: tuple[str, ...] = (),
+) -> EvalData:
+    """Evaluation data read from image files; labels (class indices or multi-hot rows) are
+    looked up by file position, so a file that cannot be decoded never shifts the others."""
+    labels = np.asarray(raw.labels, dtype=np.int64)
+    _require_classes(class_names, labels, where)
+    files = raw.files or ()
+    skipped: list[Any] = []
+
+    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
+        import torch
+
+        from bnnr_core.datasets.images import ImageFileDataset, iter_image_batches
+
+        # Decoding carries a placeholder class index; the labels come from ``labels``.
+        dataset = ImageFileDataset(files, [0] * len(files), channels=spec.channels, size=spec.size)
+        for batch in iter_image_batches(
+            dataset, batch_size=batch_size, num_workers=workers, mean=spec.mean, std=spec.std
+        ):
+            skipped.extend(batch.skipped)
+            if batch.images.shape[0]:
+                rows = torch.from_numpy(labels[batch.indices.numpy()])
+                yield batch.images, rows, batch.indices
+
     return EvalData(
-        source="image_folder",
-        location=str(path),
-        split=split.name,
-        class_names=layout.class_names,
+        source=source,
+        location=str(location),
+        split=raw.name,
+        class_names=tuple(class_names),
         labels=labels,
         sample_ids=raw.sample_ids,
         native_channels=None,
         native_size=None,
-        train_samples=len(train_split) if train_split is not None else None,
-        ignored_folders=layout.ignored_folders,
+        train_samples=train_samples,
+        ignored_folders=ignored_folders,
+        notes=notes,
         iterate=iterate,
         raw=raw,
-        train=(lambda: file_source(train_split)) if train_split is not None else (lambda: None),
+        train=train,
         skipped=skipped,
     )
 
@@ -510,27 +540,6 @@ def _manifest(path: Path, label_names: Sequence[str] | None) -> EvalData:
     from bnnr_core.datasets.manifest import read_manifest
 
     manifest = read_manifest(path, label_names=label_names)
-    split = manifest.eval_split
-    labels = np.asarray(split.labels, dtype=np.int64)
-    _require_classes(manifest.class_names, labels, str(path))
-    files = tuple(split.files)
-    skipped: list[Any] = []
-
-    def iterate(spec: InputSpec, batch_size: int, workers: int) -> Batches:
-        import torch
-
-        from bnnr_core.datasets.images import ImageFileDataset, iter_image_batches
-
-        # Decoding carries a placeholder class index; the multi-hot rows are looked up by
-        # position, so a skipped file never shifts the labels of the others.
-        dataset = ImageFileDataset(files, [0] * len(files), channels=spec.channels, size=spec.size)
-        for batch in iter_image_batches(
-            dataset, batch_size=batch_size, num_workers=workers, mean=spec.mean, std=spec.std
-        ):
-            skipped.extend(batch.skipped)
-            if batch.images.shape[0]:
-                rows = torch.from_numpy(labels[batch.indices.numpy()])
-                yield batch.images, rows, batch.indices
 
     def file_source(manifest_split: Any) -> SplitSource:
         return SplitSource(
@@ -541,19 +550,13 @@ def _manifest(path: Path, label_names: Sequence[str] | None) -> EvalData:
         )
 
     train = manifest.train_split
-    return EvalData(
-        source="manifest",
-        location=str(path),
-        split=split.name,
-        class_names=tuple(manifest.class_names),
-        labels=labels,
-        sample_ids=tuple(split.sample_ids),
-        native_channels=None,
-        native_size=None,
+    return _files(
+        "manifest",
+        path,
+        file_source(manifest.eval_split),
+        manifest.class_names,
+        (lambda: file_source(train)) if train is not None else (lambda: None),
         train_samples=len(train.files) if train is not None else None,
-        iterate=iterate,
-        raw=file_source(split),
-        train=(lambda: file_source(train)) if train is not None else (lambda: None),
-        skipped=skipped,
+        where=str(path),
         notes=tuple(manifest.notes),
     )
