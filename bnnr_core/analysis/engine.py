@@ -253,7 +253,7 @@ def analyze(
                 progress=progress,
             )
             extra.update(xai.sections)
-            patterns.extend(_checked(xai.patterns, "xai", scope))
+            patterns.extend(xai.patterns)  # built by BNNR, already in the pattern schema
             scope["sections"]["xai"] = xai.scope
     sections_run["xai"] = _ran(scope, "xai")
 
@@ -283,7 +283,7 @@ def analyze(
                 progress=progress,
             )
             extra.update(quality.sections)
-            patterns.extend(_checked(quality.patterns, "data_quality", scope))
+            patterns.extend(quality.patterns)  # checked by the step, check by check
             scope["sections"]["data_quality"] = quality.scope
     sections_run["data_quality"] = _ran(scope, "data_quality")
 
@@ -496,21 +496,6 @@ def _step_enabled(
 
 def _ran(scope: Mapping[str, Any], section: str) -> bool:
     return scope["sections"].get(section, {}).get("status") in ("ok", "partial")
-
-
-def _checked(
-    patterns: Sequence[Mapping[str, Any]], section: str, scope: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """A step's patterns that pass :func:`check_pattern`; the others are reported."""
-    from bnnr_core.analysis.findings import check_pattern
-
-    kept = []
-    for raw in patterns:
-        try:
-            kept.append(check_pattern(raw))
-        except ValueError as exc:
-            scope.setdefault("notes", []).append(f"a {section} pattern was dropped: {exc}")
-    return kept
 
 
 def _assemble(
