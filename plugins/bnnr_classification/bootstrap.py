@@ -8,7 +8,7 @@ function of the inputs and the seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -58,6 +58,31 @@ def bootstrap_ci(
     :param seed: seed of ``numpy.random.default_rng``; same inputs and seed, same interval.
     :param alpha: 1 - confidence level (0.05 gives a 95 % interval).
     :returns: ``(low, high)``, or ``None`` if the metric is undefined on every resample.
+    """
+    return bootstrap_cis(
+        {"metric": metric_fn},
+        y_true,
+        y_pred,
+        num_classes=num_classes,
+        n_resamples=n_resamples,
+        seed=seed,
+        alpha=alpha,
+    )["metric"]
+
+
+def bootstrap_cis(
+    metric_fns: Mapping[str, ConfusionMetric],
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    num_classes: int,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float] | None]:
+    """:func:`bootstrap_ci` of several metrics from the same resamples: each chunk's
+    confusion matrices are built once and every metric reads them. Each interval equals the one
+    :func:`bootstrap_ci` gives for that metric alone with the same seed.
 
     The confusion matrices of a chunk of resamples come from one ``np.bincount``: each resampled
     (true, predicted) pair is coded ``r·C² + true·C + pred``.
@@ -77,7 +102,7 @@ def bootstrap_ci(
     n = true.shape[0]
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // max(n, cells)))
     rng = np.random.default_rng(seed)
-    values = []
+    values: dict[str, list[NDArray[np.float64]]] = {name: [] for name in metric_fns}
     for start in range(0, n_resamples, chunk):
         size = min(chunk, n_resamples - start)
         indices = rng.integers(0, n, size=(size, n))
@@ -85,8 +110,9 @@ def bootstrap_ci(
         stack = np.bincount(codes.ravel(), minlength=size * cells).reshape(
             size, num_classes, num_classes
         )
-        values.append(np.asarray(metric_fn(stack), dtype=np.float64).reshape(size))
-    return _interval(np.concatenate(values), alpha)
+        for name, metric_fn in metric_fns.items():
+            values[name].append(np.asarray(metric_fn(stack), dtype=np.float64).reshape(size))
+    return {name: _interval(np.concatenate(parts), alpha) for name, parts in values.items()}
 
 
 def bootstrap_mean_ci(

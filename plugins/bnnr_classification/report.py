@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from bnnr_classification.bootstrap import bootstrap_ci, bootstrap_mean_ci
+from bnnr_classification.bootstrap import bootstrap_cis, bootstrap_mean_ci
 from bnnr_classification.calibration import (
     brier_score,
     calibration_bins,
@@ -193,18 +193,17 @@ def _metrics_ci(
     all, so every interval comes from the same resamples."""
     intervals: dict[str, dict[str, float] | None] = dict.fromkeys([*CONFUSION_METRICS, "loss"])
     if labels.size:
-        for name, metric in CONFUSION_METRICS.items():
-            intervals[name] = _interval(
-                bootstrap_ci(
-                    metric,
-                    labels,
-                    predictions,
-                    num_classes=num_classes,
-                    n_resamples=n_bootstrap,
-                    seed=seed,
-                    alpha=ALPHA,
-                )
-            )
+        bounds = bootstrap_cis(
+            CONFUSION_METRICS,
+            labels,
+            predictions,
+            num_classes=num_classes,
+            n_resamples=n_bootstrap,
+            seed=seed,
+            alpha=ALPHA,
+        )
+        for name, interval in bounds.items():
+            intervals[name] = _interval(interval)
         intervals["loss"] = _interval(
             bootstrap_mean_ci(
                 row_log_loss(probs, labels), n_resamples=n_bootstrap, seed=seed, alpha=ALPHA

@@ -509,3 +509,18 @@ def test_registers_through_the_hook(register_temp_plugin: Any, bnnr_host: Any) -
     assert "cross-entropy" in component.description
     task = component.create()
     assert isinstance(task, Task) and isinstance(task, ClassificationTask)
+
+
+def test_several_intervals_from_the_same_resamples_equal_one_at_a_time() -> None:
+    from bnnr_classification.bootstrap import bootstrap_ci, bootstrap_cis
+    from bnnr_classification.metrics import CONFUSION_METRICS
+
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 4, 300)
+    y_pred = np.where(rng.random(300) < 0.7, y_true, rng.integers(0, 4, 300))
+    together = bootstrap_cis(
+        CONFUSION_METRICS, y_true, y_pred, num_classes=4, n_resamples=300, seed=3
+    )
+    for name, metric in CONFUSION_METRICS.items():
+        alone = bootstrap_ci(metric, y_true, y_pred, num_classes=4, n_resamples=300, seed=3)
+        assert together[name] == alone, name
