@@ -81,6 +81,68 @@ LEGACY_RECOMMENDATIONS = 10
 NO_RECOMMENDATION = "No failure pattern was detected; no action is recommended."
 
 
+#: How every recommendation's ``expected_impact`` starts: what the literature reports, not
+#: something measured on the user's model.
+LITERATURE_PREFIX = "Literature context (not verified on this run): "
+
+
+def recommendation(
+    *, title: str, action: str, priority: int, impact: str, literature_note: str
+) -> dict[str, Any]:
+    """A recommendation template for a pattern; ``impact`` is prefixed with
+    :data:`LITERATURE_PREFIX`."""
+    return {
+        "title": title,
+        "action": action,
+        "priority": priority,
+        "expected_impact": LITERATURE_PREFIX + impact,
+        "literature_note": literature_note,
+    }
+
+
+def make_pattern(
+    *,
+    section: str,
+    pattern_type: str,
+    title: str,
+    description: str,
+    severity: str,
+    count: int,
+    evidence: Sequence[str],
+    metadata: Mapping[str, Any],
+    interpretation: str,
+    confidence: str,
+    recommended_action: str,
+    recommendation: Mapping[str, Any],
+    class_a: str = "",
+    class_b: str = "",
+    legacy: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One pattern dictionary with every key a finding needs (``legacy`` only when given), for
+    detectors, checks and steps to build what :func:`check_pattern` accepts."""
+    pattern: dict[str, Any] = {
+        "pattern_type": pattern_type,
+        "description": description,
+        "severity": severity,
+        "count": int(count),
+        "class_a": class_a,
+        "class_b": class_b,
+        "evidence": list(evidence),
+        "metadata": dict(metadata),
+        "section": section,
+        "title": title,
+        "interpretation": interpretation,
+        "confidence": confidence,
+        "recommended_action": recommended_action,
+        "recommendation": dict(recommendation),
+    }
+    if legacy is not None:
+        pattern["legacy"] = (
+            dict(legacy) if isinstance(legacy, Mapping) else [dict(item) for item in legacy]
+        )
+    return pattern
+
+
 def _fail(pattern: Mapping[str, Any], problem: str) -> ValueError:
     kind = pattern.get("pattern_type")
     subject = f"failure pattern {kind!r}" if isinstance(kind, str) else "failure pattern"

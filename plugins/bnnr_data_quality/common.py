@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from bnnr_core.analysis.findings import make_pattern as core_make_pattern
+from bnnr_core.analysis.findings import recommendation
+
 #: Report section of every pattern of this plugin.
 SECTION = "data_quality"
 #: Prefix of every ``expected_impact``: the sentence is literature context, not a measurement.
-LITERATURE_PREFIX = "Literature context (not verified on this run): "
 #: How each split is named in messages.
 SPLIT_NOUNS = {"eval": "evaluation", "train": "training"}
 #: Examples quoted in a pattern's evidence.
@@ -130,29 +132,30 @@ def make_pattern(
     class_b: str = "",
 ) -> dict[str, Any]:
     """A failure pattern of section ``data_quality`` with its recommendation template;
-    ``impact`` is prefixed with :data:`LITERATURE_PREFIX`."""
-    return {
-        "pattern_type": pattern_type,
-        "description": description,
-        "severity": severity,
-        "count": int(count),
-        "class_a": class_a,
-        "class_b": class_b,
-        "evidence": list(evidence),
-        "metadata": dict(metadata),
-        "section": SECTION,
-        "title": title,
-        "interpretation": interpretation,
-        "confidence": confidence,
-        "recommended_action": recommended_action,
-        "recommendation": {
-            "title": recommendation_title,
-            "action": recommended_action,
-            "priority": priority,
-            "expected_impact": LITERATURE_PREFIX + impact,
-            "literature_note": literature_note,
-        },
-    }
+    ``impact`` is prefixed with
+    :data:`bnnr_core.analysis.findings.LITERATURE_PREFIX`."""
+    return core_make_pattern(
+        section=SECTION,
+        pattern_type=pattern_type,
+        title=title,
+        description=description,
+        severity=severity,
+        count=count,
+        evidence=evidence,
+        metadata=metadata,
+        interpretation=interpretation,
+        confidence=confidence,
+        recommended_action=recommended_action,
+        recommendation=recommendation(
+            title=recommendation_title,
+            action=recommended_action,
+            priority=priority,
+            impact=impact,
+            literature_note=literature_note,
+        ),
+        class_a=class_a,
+        class_b=class_b,
+    )
 
 
 def examples(sample_ids: Sequence[str]) -> str:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bnnr_core.analysis.findings import recommendation
 from bnnr_failures.patterns import (
     CLASSIFICATION,
     Detector,
@@ -32,7 +33,6 @@ from bnnr_failures.patterns import (
     number,
     percent,
     recall_rows,
-    recommendation,
     section,
 )
 

@@ -17,6 +17,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from bnnr_core.analysis.findings import recommendation
 from bnnr_failures.patterns import (
     MULTILABEL,
     Detector,
@@ -33,7 +34,6 @@ from bnnr_failures.patterns import (
     number,
     percent,
     recall_rows,
-    recommendation,
     section,
 )
 from bnnr_failures.patterns import class_name as label_name

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from bnnr_core.analysis.findings import make_pattern as core_make_pattern
+
 #: A ``class_diagnostics`` row, and a pattern's ``metadata``.
 Row = Mapping[str, Any]
 Metadata = dict[str, float | int]
@@ -23,7 +25,6 @@ MULTILABEL = "multilabel"
 #: Report section every pattern of this plugin belongs to.
 SECTION = "predictions"
 #: Prefix of every ``expected_impact``: the sentence is literature context, not a measurement.
-LITERATURE_PREFIX = "Literature context (not verified on this run): "
 
 
 def section(evaluation: Any, name: str) -> Any:
@@ -124,58 +125,9 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def recommendation(
-    *, title: str, action: str, priority: int, impact: str, literature_note: str
-) -> dict[str, Any]:
-    """A recommendation template; ``impact`` is prefixed with :data:`LITERATURE_PREFIX`."""
-    return {
-        "title": title,
-        "action": action,
-        "priority": priority,
-        "expected_impact": LITERATURE_PREFIX + impact,
-        "literature_note": literature_note,
-    }
-
-
-def make_pattern(
-    *,
-    pattern_type: str,
-    title: str,
-    description: str,
-    severity: str,
-    count: int,
-    evidence: Sequence[str],
-    metadata: Mapping[str, float | int],
-    interpretation: str,
-    confidence: str,
-    recommended_action: str,
-    recommendation: Mapping[str, Any],
-    class_a: str = "",
-    class_b: str = "",
-    legacy: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """One pattern dictionary with every key a finding needs (``legacy`` only when given)."""
-    pattern: dict[str, Any] = {
-        "pattern_type": pattern_type,
-        "description": description,
-        "severity": severity,
-        "count": int(count),
-        "class_a": class_a,
-        "class_b": class_b,
-        "evidence": list(evidence),
-        "metadata": dict(metadata),
-        "section": SECTION,
-        "title": title,
-        "interpretation": interpretation,
-        "confidence": confidence,
-        "recommended_action": recommended_action,
-        "recommendation": dict(recommendation),
-    }
-    if legacy is not None:
-        pattern["legacy"] = (
-            dict(legacy) if isinstance(legacy, Mapping) else [dict(item) for item in legacy]
-        )
-    return pattern
+def make_pattern(**fields: Any) -> dict[str, Any]:
+    """:func:`bnnr_core.analysis.findings.make_pattern` for section ``predictions``."""
+    return core_make_pattern(section=SECTION, **fields)
 
 
 def confidence_from_count(count: int, *, high: int, medium: int) -> str:

@@ -56,8 +56,6 @@ MULTILABEL_NOTE = (
     "sigmoid probability."
 )
 
-_LITERATURE = "Literature context (not verified on this run): "
-
 
 def _at_least(minimum: int) -> Callable[[Any, Any, int], None]:
     def check(_instance: Any, attribute: Any, value: int) -> None:

@@ -12,9 +12,9 @@ import attrs
 import numpy as np
 
 from bnnr_core.analysis import saliency as sal
+from bnnr_core.analysis.findings import LITERATURE_PREFIX
 from bnnr_core.analysis.xai.maps import _MapStore, _margins, _num
 from bnnr_core.analysis.xai.options import (
-    _LITERATURE,
     CONFIDENCE_MAPS,
     MIN_PATTERN_MAPS,
     RENDER_WORKERS,
@@ -406,7 +406,7 @@ class _Sections:
                     "(--xai-layer); keep only maps that beat random maps on the deletion test."
                 ),
                 "priority": 4,
-                "expected_impact": _LITERATURE
+                "expected_impact": LITERATURE_PREFIX
                 + "saliency maps can be insensitive to the model (Adebayo et al., 2018); a "
                 "deletion test against random maps separates faithful maps from such ones.",
                 "literature_note": (
@@ -503,7 +503,7 @@ class _Sections:
                     "data, or train with random-crop/padding augmentation, then re-run analyze."
                 ),
                 "priority": 3,
-                "expected_impact": _LITERATURE
+                "expected_impact": LITERATURE_PREFIX
                 + "models often learn shortcuts such as backgrounds instead of the intended "
                 "object (Geirhos et al., 2020).",
                 "literature_note": "Geirhos et al., Shortcut Learning in Deep Neural Networks, "
